@@ -1,0 +1,3 @@
+from mlcbench.cli import main
+
+raise SystemExit(main())

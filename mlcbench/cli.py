@@ -1,0 +1,184 @@
+"""The ``mlcbench`` command: thin wrappers around library functions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlcbench import __version__
+from mlcbench.errors import MlcbenchError
+
+EXAMPLES = """\
+examples:
+  mlcbench run benchmarks/quickstart.yaml            train every cell, score, rank
+  mlcbench run benchmarks/quickstart.yaml --dry-run  list the cells without training
+  mlcbench plugins                                   datasets, backbones, losses installed
+  mlcbench leaderboard runs/quickstart               rebuild a leaderboard from results
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlcbench",
+        description="Benchmark multi-label classification losses on negative-heavy data.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mlcbench {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="train and score every cell of a benchmark spec, then write its leaderboard",
+        description="Train every dataset × backbone × loss × seed cell of SPEC, write score "
+        "CSVs and metrics per cell, then the leaderboard. Complete cells are skipped.",
+        epilog="example:\n  mlcbench run benchmarks/quickstart.yaml --out runs/try1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("spec", type=Path, help="benchmark spec (YAML)")
+    run.add_argument(
+        "--out",
+        type=Path,
+        help="results directory (default runs/<name>); the leaderboard then goes to "
+        "OUT/leaderboards/ instead of leaderboards/",
+    )
+    run.add_argument("--dry-run", action="store_true", help="print the cells and exit")
+    run.add_argument("--no-progress", action="store_true", help="hide the per-epoch progress bar")
+    run.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+
+    plugins = commands.add_parser(
+        "plugins", help="list the installed datasets, backbones and losses"
+    )
+    plugins.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+
+    board = commands.add_parser(
+        "leaderboard",
+        help="rebuild a leaderboard from results on disk, without training",
+        epilog="example:\n  mlcbench leaderboard runs/quickstart --name quickstart",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    board.add_argument("runs", type=Path, nargs="+", help="results directories of 'mlcbench run'")
+    board.add_argument("--name", help="leaderboard name (default: the first directory's name)")
+    board.add_argument("--out", type=Path, default=Path("leaderboards"), help="output folder")
+    board.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        if args.command == "run":
+            return command_run(args)
+        if args.command == "plugins":
+            return command_plugins()
+        return command_leaderboard(args)
+    except MlcbenchError as error:
+        if args.debug:
+            raise
+        print(f"mlcbench: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("mlcbench: interrupted; finished cells are kept", file=sys.stderr)
+        return 130
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from mlcbench.grid import expand
+    from mlcbench.plugin_manager import default_plugins
+    from mlcbench.spec import load_spec
+
+    spec = load_spec(args.spec)
+    plugins = default_plugins()
+    _report_failures(plugins)
+    if args.dry_run:
+        cells = expand(spec, plugins)
+        for cell in cells:
+            print(
+                f"{cell.id}  {cell.dataset.spec.display_name}  {cell.backbone.spec.display_name}"
+                f"  {cell.loss.display_name}  seed={cell.seed}"
+            )
+        print(f"{len(cells)} cells")
+        return 0
+    from mlcbench.runner import run_benchmark
+
+    out_dir = args.out or Path("runs") / spec.name
+    leaderboard_dir = args.out / "leaderboards" if args.out else Path("leaderboards")
+    started = time.perf_counter()
+    summary = run_benchmark(
+        spec,
+        plugins,
+        out_dir=out_dir,
+        leaderboard_dir=leaderboard_dir,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{summary.cells} cells: {len(summary.trained)} trained, {len(summary.skipped)} "
+        f"already complete. Results in {out_dir}/, leaderboard {summary.leaderboard}."
+    )
+    print(f"Total wall time: {_duration(time.perf_counter() - started)}")
+    return 0
+
+
+def command_plugins() -> int:
+    from tabulate import tabulate
+
+    from mlcbench.plugin_manager import default_plugins
+
+    plugins = default_plugins()
+    rows = []
+    for kind, registry in (
+        ("dataset", plugins.datasets),
+        ("backbone", plugins.backbones),
+        ("loss", plugins.losses),
+    ):
+        for name, entry in registry:
+            role = f" ({entry.role})" if entry.role else ""
+            rows.append(
+                [
+                    kind + role,
+                    name,
+                    entry.provider.distribution,
+                    entry.provider.version,
+                    entry.summary,
+                ]
+            )
+    print(tabulate(rows, headers=["Kind", "Name", "Distribution", "Version", "Description"]))
+    _report_failures(plugins)
+    return 0
+
+
+def command_leaderboard(args: argparse.Namespace) -> int:
+    from mlcbench.leaderboard import write_leaderboard
+
+    name = args.name or args.runs[0].resolve().name
+    path = write_leaderboard(name, args.runs, args.out)
+    print(f"Wrote {path} and {path.with_suffix('.csv')}")
+    return 0
+
+
+def _report_failures(plugins: object) -> None:
+    for failure in getattr(plugins, "failures", []):
+        print(f"mlcbench: warning: {failure.message()}", file=sys.stderr)
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)} min {rest:.1f} s" if minutes else f"{rest:.1f} s"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,217 @@
+"""Markdown leaderboards (and a CSV of every number in them) from results on disk.
+
+Everything here is read from ``metrics.json`` and the dataset manifests, so a leaderboard can
+be rebuilt without retraining and the same results always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from mlcbench.errors import MlcbenchError
+from mlcbench.files import atomic_write_text
+
+SPLIT = "test"
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    metric: str
+    #: Threshold policy per table: the val-tuned table reads F2 from F2-tuned thresholds.
+    tuned_policy: str
+    higher_is_better: bool = True
+
+
+COLUMNS = (
+    Column("F1", "macro_f1", "val_tuned_f1"),
+    Column("F2", "macro_f2", "val_tuned_f2"),
+    Column("mAP", "map", "val_tuned_f1"),
+    Column("F1-neg", "f1_neg", "val_tuned_f1"),
+    Column("Neg. false alarms", "neg_false_alarm_rate", "val_tuned_f1", higher_is_better=False),
+)
+TABLES = (
+    ("Threshold 0.5", "threshold_0.5", "every class fires at probability ≥ 0.5"),
+    (
+        "Val-tuned thresholds",
+        "tuned",
+        "per-class thresholds chosen on the val split to maximise that class's F1 "
+        "(F2 for the F2 column), then applied unchanged to test",
+    ),
+)
+
+
+def collect(run_dirs: Iterable[Path]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """All cell metrics and dataset manifests under the given run directories."""
+    cells: dict[str, dict[str, Any]] = {}
+    manifests: dict[str, dict[str, Any]] = {}
+    for run_dir in run_dirs:
+        if not run_dir.is_dir():
+            raise MlcbenchError(f"{run_dir}: no such results directory")
+        for path in sorted(run_dir.glob("cells/*/metrics.json")):
+            metrics = _read_json(path)
+            cells.setdefault(metrics["cell_id"], metrics)
+        for path in sorted(run_dir.glob("labels/*/manifest.json")):
+            manifests.setdefault(path.parent.name, _read_json(path))
+    ordered = sorted(cells.values(), key=lambda m: (m["cell"]["dataset"], m["cell"]["dataset_key"]))
+    return ordered, manifests
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise MlcbenchError(f"{path}: unreadable results file ({error}); re-run its cell") from None
+    if not isinstance(value, dict):
+        raise MlcbenchError(f"{path}: not a results object; re-run its cell")
+    return value
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    mean = statistics.fmean(values)
+    return mean, statistics.stdev(values) if len(values) > 1 else None
+
+
+def _format(mean: float, std: float | None) -> str:
+    text = f"{100 * mean:.2f}"
+    return f"{text} ± {100 * std:.2f}" if std is not None else text
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
+def render(
+    name: str, cells: list[dict[str, Any]], manifests: dict[str, dict[str, Any]]
+) -> tuple[str, str]:
+    """The markdown leaderboard and the CSV of every number in it."""
+    out = io.StringIO()
+    csv_rows: list[list[Any]] = []
+    out.write(f"# Leaderboard: {_escape(name)}\n\n")
+    out.write(
+        "Mean ± standard deviation over seeds, in percent, on the test split. "
+        "F1 and F2 are macro averages over classes with a positive; F1-neg is the F1 of the "
+        "image-level decision 'no class fires'; Neg. false alarms is the share of negative "
+        "images on which any class fires (lower is better). Best value per column in bold.\n"
+    )
+    by_dataset: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for metrics in cells:
+        by_dataset[(metrics["cell"]["dataset"], metrics["cell"]["dataset_key"])].append(metrics)
+    for (dataset, key), dataset_cells in by_dataset.items():
+        out.write(f"\n## {_escape(dataset)}\n\n")
+        out.write(_dataset_summary(manifests.get(key)))
+        for title, policy, explanation in TABLES:
+            out.write(f"\n### {title}\n\nThresholds: {explanation}.\n\n")
+            rows = _rows(dataset_cells, policy)
+            out.write(_table(rows) + "\n")
+            for (backbone, loss), (seeds, values) in rows.items():
+                for column, (mean, std) in zip(COLUMNS, values, strict=True):
+                    csv_rows.append(
+                        [dataset, key, backbone, loss, policy, column.metric, mean, std, seeds]
+                    )
+        out.write(_provenance(dataset_cells))
+    return out.getvalue(), _csv(csv_rows)
+
+
+def _rows(
+    cells: list[dict[str, Any]], policy: str
+) -> dict[tuple[str, str], tuple[int, list[tuple[float, float | None]]]]:
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for metrics in cells:
+        grouped[(metrics["cell"]["backbone"], metrics["cell"]["loss"])].append(metrics)
+    rows = {}
+    for row_key in sorted(grouped):
+        runs = grouped[row_key]
+        values = []
+        for column in COLUMNS:
+            block_name = column.tuned_policy if policy == "tuned" else policy
+            values.append(_mean_std([run[SPLIT][block_name][column.metric] for run in runs]))
+        rows[row_key] = (len(runs), values)
+    return rows
+
+
+def _table(rows: dict[tuple[str, str], tuple[int, list[tuple[float, float | None]]]]) -> str:
+    best: list[float] = []
+    for index, column in enumerate(COLUMNS):
+        means = [values[index][0] for _, values in rows.values()]
+        best.append(max(means) if column.higher_is_better else min(means))
+    body = []
+    for (backbone, loss), (seeds, values) in rows.items():
+        cells = []
+        for index, (mean, std) in enumerate(values):
+            text = _format(mean, std)
+            is_best = len(rows) > 1 and round(mean, 6) == round(best[index], 6)
+            cells.append(f"**{text}**" if is_best else text)
+        body.append([_escape(backbone), _escape(loss), *cells, seeds])
+    headers = ["Backbone", "Loss", *(c.title for c in COLUMNS), "Seeds"]
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _dataset_summary(manifest: dict[str, Any] | None) -> str:
+    if manifest is None:
+        return "(dataset manifest missing)\n"
+    rows = []
+    for split, facts in manifest["splits"].items():
+        images, negatives = facts["images"], facts["negatives"]
+        share = f"{100 * negatives / images:.1f}%" if images else "—"
+        rows.append([split, images, negatives, share, len(facts["class_counts"])])
+    table = tabulate(
+        rows,
+        headers=["Split", "Images", "Negatives", "Negative share", "Classes"],
+        tablefmt="github",
+    )
+    return table + "\n"
+
+
+def _provenance(cells: list[dict[str, Any]]) -> str:
+    versions: dict[str, set[str]] = defaultdict(set)
+    hardware: set[str] = set()
+    for metrics in cells:
+        for distribution, version in metrics["config"]["versions"].items():
+            versions[distribution].add(version)
+        training = metrics["training"]
+        hardware.add(f"{training['accelerator']} ({training['precision']})")
+    listing = ", ".join(f"{d} {'/'.join(sorted(v))}" for d, v in sorted(versions.items()))
+    return (
+        f"\nProduced by: {_escape(listing)}; ran on {', '.join(sorted(hardware))}; "
+        f"{len(cells)} cells. Every number comes from the cells' metrics.json files, "
+        "which are computed from their score CSVs.\n"
+    )
+
+
+def _csv(rows: list[list[Any]]) -> str:
+    import csv
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        ["dataset", "dataset_key", "backbone", "loss", "policy", "metric", "mean", "std", "seeds"]
+    )
+    for row in rows:
+        writer.writerow(
+            ["" if v is None else (f"{v:.10g}" if isinstance(v, float) else v) for v in row]
+        )
+    return buffer.getvalue()
+
+
+def write_leaderboard(name: str, run_dirs: Sequence[Path], out_dir: Path) -> Path:
+    """Write ``<out_dir>/<name>.md`` and ``<name>.csv`` from the results under ``run_dirs``."""
+    cells, manifests = collect(run_dirs)
+    if not cells:
+        raise MlcbenchError(
+            f"no finished cells under {', '.join(map(str, run_dirs))}; run 'mlcbench run' first"
+        )
+    markdown, csv_text = render(name, cells, manifests)
+    path = out_dir / f"{name}.md"
+    atomic_write_text(path, markdown)
+    atomic_write_text(path.with_suffix(".csv"), csv_text)
+    return path

@@ -1,0 +1,309 @@
+"""Benchmark specs: YAML in, frozen and checked dataclasses out.
+
+This module checks the *shape* of a spec (keys, types, loss syntax). Whether the named
+plugins exist and accept the given options is checked by :mod:`mlcbench.grid`, which has the
+plugin registries; both run before anything trains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from mlcbench.errors import SpecError
+from mlcbench.options import coerce, unknown_key_error
+
+#: Class balancing by effective number of samples is on by default, as in the paper.
+DEFAULT_CLASS_BALANCE_BETA = 0.9999
+LOSS_JOINER = "+"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """A plugin named in a spec, with the options written for it."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    #: The name shown in leaderboards; defaults to ``name``.
+    label: str = ""
+    #: Where it was written, e.g. ``datasets[0]``; used in error messages only.
+    where: str = field(default="", compare=False)
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A base loss plus any auxiliary terms, e.g. ``focal+any_class``."""
+
+    #: The parts in order: the base loss first, then auxiliary terms.
+    parts: tuple[PluginSpec, ...]
+    #: β of class balancing by effective number of samples; None switches balancing off.
+    class_balance: float | None = DEFAULT_CLASS_BALANCE_BETA
+    #: The name shown in leaderboards; defaults to the joined part names.
+    label: str = ""
+    where: str = field(default="", compare=False)
+
+    @property
+    def name(self) -> str:
+        return LOSS_JOINER.join(part.name for part in self.parts)
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How every cell trains. Fields marked *runtime* do not change results and stay out of
+    the cell id, so the same spec gives the same ids on any machine."""
+
+    #: Passes over the training split.
+    epochs: int = 10
+    #: Images per optimisation step (per device).
+    batch_size: int = 64
+    #: ``adamw``, ``adam`` or ``sgd`` (with ``momentum``).
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    #: Peak learning rate, reached after the warm-up.
+    lr: float = 1e-3
+    #: Decoupled weight decay for adamw, L2 for adam and sgd.
+    weight_decay: float = 0.05
+    #: Momentum of sgd.
+    momentum: float = 0.9
+    #: ``cosine`` decays from ``lr`` to ``min_lr`` after the warm-up; ``constant`` keeps ``lr``.
+    scheduler: Literal["cosine", "constant"] = "cosine"
+    #: Epochs of linear warm-up from ``lr / 100`` (may be fractional).
+    warmup_epochs: float = 0.0
+    #: Learning rate at the end of the cosine schedule.
+    min_lr: float = 1e-5
+    #: ``auto`` = 16-bit mixed precision on a GPU (bf16 where supported), 32-bit on the CPU;
+    #: or any Lightning precision such as ``32-true``, ``16-mixed``, ``bf16-mixed``.
+    precision: str = "auto"
+    #: Clip the gradient norm to this value; null switches clipping off.
+    gradient_clip: float | None = 1.0
+    #: Runtime: Lightning accelerator (``auto`` picks the GPU when there is one).
+    accelerator: str = "auto"
+    #: Runtime: devices per cell (``auto``, a count, or a list of indices).
+    devices: int | str | list[int] = "auto"
+    #: Runtime: DataLoader workers; ``auto`` = one per CPU core (at most 8), or none when the
+    #: dataset already sits in memory.
+    num_workers: int | Literal["auto"] = "auto"
+
+    RUNTIME_FIELDS: typing.ClassVar[frozenset[str]] = frozenset(
+        {"accelerator", "devices", "num_workers"}
+    )
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that change results: part of every cell id."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in self.RUNTIME_FIELDS
+        }
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """A whole benchmark: every dataset × backbone × loss × seed is one cell."""
+
+    #: Names the output folder and the leaderboard file; letters, digits, ``_ . -``.
+    name: str
+    datasets: tuple[PluginSpec, ...]
+    backbones: tuple[PluginSpec, ...]
+    losses: tuple[LossSpec, ...]
+    #: Seeds of the repeated runs (an integer N means seeds 0 … N−1).
+    seeds: tuple[int, ...] = (0,)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    description: str = ""
+    #: The file it came from, for messages.
+    source: str = field(default="<spec>", compare=False)
+
+
+def load_spec(path: str | Path) -> BenchmarkSpec:
+    """Read and check a benchmark spec file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: no such spec file; check the path (see benchmarks/*.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "malformed YAML"
+        raise SpecError(f"{path}: not valid YAML{at}: {problem}") from None
+    try:
+        return parse_spec(raw, source=str(path))
+    except SpecError as error:
+        raise SpecError(f"{path}: {error}") from None
+
+
+def parse_spec(raw: Any, *, source: str = "<spec>") -> BenchmarkSpec:
+    """Check a spec already parsed from YAML (a mapping)."""
+    if not isinstance(raw, Mapping):
+        raise SpecError("a spec is a mapping with keys name, datasets, backbones, losses, …")
+    known = ("name", "description", "datasets", "backbones", "losses", "seeds", "train")
+    for key in raw:
+        if key not in known:
+            raise unknown_key_error(str(key), known, "spec", "key")
+    for key in ("name", "datasets", "backbones", "losses"):
+        if key not in raw:
+            raise SpecError(f"{key}: missing; every spec needs name, datasets, backbones, losses")
+    name = coerce(raw["name"], str, "name")
+    if not _SAFE_NAME.match(name):
+        raise SpecError(f"name: {name!r} may hold only letters, digits, '_', '.', '-'")
+    losses = tuple(parse_loss(item, f"losses[{i}]") for i, item in enumerate(_list(raw, "losses")))
+    _reject_duplicate_labels(losses)
+    return BenchmarkSpec(
+        name=name,
+        description=coerce(raw.get("description", ""), str, "description"),
+        datasets=_plugins(raw, "datasets"),
+        backbones=_plugins(raw, "backbones"),
+        losses=losses,
+        seeds=_seeds(raw.get("seeds", [0])),
+        train=parse_train(raw.get("train") or {}),
+        source=source,
+    )
+
+
+def parse_train(raw: Any) -> TrainConfig:
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"train: expected a mapping of training settings, got {raw!r}")
+    hints = typing.get_type_hints(TrainConfig)
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    values = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise unknown_key_error(str(key), names, "train", "setting")
+        values[key] = coerce(value, hints[key], f"train.{key}")
+    for key in ("epochs", "batch_size"):
+        if key in values and values[key] < 1:
+            raise SpecError(f"train.{key}: must be at least 1, got {values[key]}")
+    for key in ("lr", "weight_decay", "min_lr", "warmup_epochs", "momentum"):
+        if key in values and values[key] < 0:
+            raise SpecError(f"train.{key}: must not be negative, got {values[key]}")
+    if isinstance(values.get("devices"), list):
+        values["devices"] = tuple(values["devices"])
+    return TrainConfig(**values)
+
+
+def parse_plugin(raw: Any, where: str) -> PluginSpec:
+    """``name`` or ``{name: ..., label: ..., option: value, ...}``."""
+    if isinstance(raw, str):
+        return PluginSpec(_plugin_name(raw, where), {}, "", where)
+    if isinstance(raw, Mapping):
+        if "name" not in raw:
+            raise SpecError(f"{where}: a mapping entry needs a 'name' key")
+        options = {k: v for k, v in raw.items() if k not in ("name", "label")}
+        label = coerce(raw.get("label", ""), str, f"{where}.label")
+        return PluginSpec(_plugin_name(raw["name"], f"{where}.name"), options, label, where)
+    raise SpecError(f"{where}: expected a plugin name or a mapping with 'name', got {raw!r}")
+
+
+def parse_loss(raw: Any, where: str = "loss") -> LossSpec:
+    """Read a loss as written in YAML.
+
+    Forms: ``focal``, ``focal+any_class``, or a mapping
+    ``{name: focal+any_class, focal: {gamma: 1}, any_class: {weight: 0.5},
+    class_balance: 0.999 | false, label: ...}``. A single-part loss may also take its
+    options flat: ``{name: focal, gamma: 1}``.
+    """
+    if isinstance(raw, str):
+        return LossSpec(parts=_loss_parts(raw, {}, where), where=where)
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where}: expected a loss name or a mapping with 'name', got {raw!r}")
+    if "name" not in raw:
+        raise SpecError(f"{where}: a loss mapping needs a 'name' key, e.g. name: focal+any_class")
+    name = coerce(raw["name"], str, f"{where}.name")
+    rest = {k: v for k, v in raw.items() if k not in ("name", "class_balance", "label")}
+    part_names = [p.strip() for p in name.split(LOSS_JOINER)]
+    flat_options = len(part_names) == 1 and set(rest) != {part_names[0]}
+    if flat_options:
+        per_part = {part_names[0]: rest}
+    else:
+        for key, value in rest.items():
+            if key not in part_names:
+                raise unknown_key_error(str(key), part_names, where, "loss part")
+            if not isinstance(value, Mapping):
+                raise SpecError(f"{where}.{key}: expected a mapping of options, got {value!r}")
+        per_part = {k: dict(v) for k, v in rest.items()}
+    return LossSpec(
+        parts=_loss_parts(name, per_part, where),
+        class_balance=_class_balance(raw.get("class_balance", True), f"{where}.class_balance"),
+        label=coerce(raw.get("label", ""), str, f"{where}.label"),
+        where=where,
+    )
+
+
+def _loss_parts(name: str, options: Mapping[str, Any], where: str) -> tuple[PluginSpec, ...]:
+    parts = [p.strip() for p in name.split(LOSS_JOINER)]
+    if any(not p for p in parts):
+        raise SpecError(f"{where}: {name!r} has an empty part; write e.g. 'focal+any_class'")
+    if len(set(parts)) != len(parts):
+        raise SpecError(f"{where}: {name!r} names a part twice")
+    return tuple(PluginSpec(_plugin_name(p, where), options.get(p, {}), "", where) for p in parts)
+
+
+def _class_balance(value: Any, where: str) -> float | None:
+    if value is True:
+        return DEFAULT_CLASS_BALANCE_BETA
+    if value is False or value is None:
+        return None
+    beta = coerce(value, float, where)
+    if not 0.0 <= beta < 1.0:
+        raise SpecError(f"{where}: β must lie in [0, 1) (or be false to switch off), got {beta}")
+    return beta
+
+
+def _plugin_name(value: Any, where: str) -> str:
+    name = coerce(value, str, where)
+    if not name.strip():
+        raise SpecError(f"{where}: empty plugin name")
+    return name.strip()
+
+
+def _list(raw: Mapping[str, Any], key: str) -> list[Any]:
+    value = raw[key]
+    if isinstance(value, str | Mapping):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise SpecError(f"{key}: expected a non-empty list, got {value!r}")
+    return value
+
+
+def _plugins(raw: Mapping[str, Any], key: str) -> tuple[PluginSpec, ...]:
+    return tuple(parse_plugin(item, f"{key}[{i}]") for i, item in enumerate(_list(raw, key)))
+
+
+def _seeds(value: Any) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise SpecError(f"seeds: a count must be at least 1, got {value}")
+        return tuple(range(value))
+    seeds = coerce(value, list[int], "seeds")
+    if not seeds:
+        raise SpecError("seeds: expected a non-empty list of integers or a count")
+    if len(set(seeds)) != len(seeds):
+        raise SpecError(f"seeds: {seeds} repeats a seed")
+    return tuple(seeds)
+
+
+def _reject_duplicate_labels(losses: tuple[LossSpec, ...]) -> None:
+    seen: dict[str, str] = {}
+    for loss in losses:
+        label = loss.display_name
+        if label in seen:
+            raise SpecError(
+                f"{loss.where}: {label!r} is already used by {seen[label]}; "
+                "give one of them a distinct 'label'"
+            )
+        seen[label] = loss.where

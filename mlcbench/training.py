@@ -1,0 +1,266 @@
+"""Train one cell with PyTorch Lightning and predict its scores.
+
+GPU-first: uint8 batches travel to the device and are normalised and augmented there,
+loaders pin memory and use many workers, precision ``auto`` means 16-bit mixed precision
+on a GPU. On a CPU-only machine the same code runs in float32 with in-process loading.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from mlcbench.data import MultiLabelDataset
+from mlcbench.errors import MlcbenchError
+from mlcbench.metrics import average_precision_per_class
+from mlcbench.spec import TrainConfig
+
+MONITOR = "val/map"
+WARMUP_START_FACTOR = 0.01
+
+
+class MultiLabelModule(pl.LightningModule):
+    """A backbone and a loss, trained on uint8 image batches."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        loss: nn.Module,
+        train: TrainConfig,
+        *,
+        mean: Sequence[float],
+        std: Sequence[float],
+        augmentations: Sequence[str] = (),
+        steps_per_epoch: int = 1,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.loss = loss
+        self.train_config = train
+        self.augmentations = tuple(augmentations)
+        self.steps_per_epoch = max(1, steps_per_epoch)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self._val_probabilities: list[Tensor] = []
+        self._val_labels: list[Tensor] = []
+
+    def normalise(self, images: Tensor) -> Tensor:
+        return (images.float() / 255.0 - self.mean) / self.std
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.backbone(self.normalise(images))
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_index: int) -> Tensor:
+        images, labels = batch
+        inputs = augment(self.normalise(images), self.augmentations)
+        loss = self.loss(self.backbone(inputs), labels)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_index: int) -> None:
+        images, labels = batch
+        logits = self(images)
+        self.log("val/loss", self.loss(logits, labels), on_epoch=True, sync_dist=True)
+        self._val_probabilities.append(torch.sigmoid(logits.float()))
+        self._val_labels.append(labels)
+
+    def on_validation_epoch_end(self) -> None:
+        probabilities = self.all_gather(torch.cat(self._val_probabilities)).reshape(
+            -1, self._val_probabilities[0].shape[1]
+        )
+        labels = self.all_gather(torch.cat(self._val_labels)).reshape(probabilities.shape)
+        self._val_probabilities.clear()
+        self._val_labels.clear()
+        per_class = average_precision_per_class(
+            probabilities.cpu().double().numpy(), labels.cpu().numpy()
+        )
+        mean_ap = float(np.nanmean(per_class)) if np.isfinite(per_class).any() else 0.0
+        self.log(MONITOR, mean_ap, prog_bar=True, sync_dist=False)
+
+    def predict_step(self, batch: tuple[Tensor, Tensor], batch_index: int) -> Tensor:
+        images, _ = batch
+        return torch.sigmoid(self(images).float())
+
+    def configure_optimizers(self) -> Any:
+        config = self.train_config
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        optimizer: torch.optim.Optimizer
+        if config.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(
+                parameters, lr=config.lr, weight_decay=config.weight_decay
+            )
+        elif config.optimizer == "adam":
+            optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(
+                parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            )
+        schedule = learning_rate_factor(config, self.steps_per_epoch)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+
+def learning_rate_factor(config: TrainConfig, steps_per_epoch: int) -> Any:
+    """Per-step multiplier of ``lr``: linear warm-up, then cosine decay to ``min_lr``."""
+    warmup_steps = round(config.warmup_epochs * steps_per_epoch)
+    total_steps = max(1, config.epochs * steps_per_epoch)
+    floor = min(1.0, config.min_lr / config.lr) if config.lr > 0 else 0.0
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            progress = step / warmup_steps
+            return WARMUP_START_FACTOR + (1.0 - WARMUP_START_FACTOR) * progress
+        if config.scheduler == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def augment(images: Tensor, augmentations: Sequence[str]) -> Tensor:
+    """Batch augmentations on the device, per image, without host synchronisation."""
+    if not augmentations:
+        return images
+    batch = images.shape[0]
+    if "hflip" in augmentations:
+        flip = torch.rand(batch, 1, 1, 1, device=images.device) < 0.5
+        images = torch.where(flip, images.flip(-1), images)
+    if "color_jitter" in augmentations:
+        brightness = 1.0 + (torch.rand(batch, 1, 1, 1, device=images.device) - 0.5) * 0.2
+        shift = (torch.rand(batch, 1, 1, 1, device=images.device) - 0.5) * 0.2
+        images = images * brightness + shift
+    if "rotate5" in augmentations:
+        angle = (torch.rand(batch, device=images.device) - 0.5) * math.radians(10.0)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        zero = torch.zeros_like(angle)
+        theta = torch.stack([cos, -sin, zero, sin, cos, zero], dim=1).view(batch, 2, 3)
+        grid = torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+        images = torch.nn.functional.grid_sample(images, grid, align_corners=False)
+    return images
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a cell actually ran: recorded beside its results, never part of its id."""
+
+    accelerator: str
+    precision: str
+    devices: Any
+    num_workers: int
+    pin_memory: bool
+
+
+def resolve_runtime(train: TrainConfig, dataset: MultiLabelDataset) -> Runtime:
+    has_gpu = torch.cuda.is_available() and train.accelerator in ("auto", "gpu", "cuda")
+    precision = train.precision
+    if precision == "auto":
+        if has_gpu:
+            precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        else:
+            precision = "32-true"
+    if train.num_workers == "auto":
+        num_workers = 0 if dataset.in_memory else min(8, os.cpu_count() or 1)
+    else:
+        num_workers = int(train.num_workers)
+    accelerator = (
+        "gpu" if has_gpu else ("cpu" if train.accelerator == "auto" else train.accelerator)
+    )
+    return Runtime(accelerator, precision, train.devices, num_workers, pin_memory=has_gpu)
+
+
+def make_loader(
+    images: Dataset[Any], runtime: Runtime, batch_size: int, *, shuffle: bool
+) -> DataLoader[Any]:
+    return DataLoader(
+        images,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        # A last batch of one image breaks batch norm; dropping it costs one image an epoch.
+        drop_last=shuffle and len(images) > batch_size,  # type: ignore[arg-type]
+        num_workers=runtime.num_workers,
+        pin_memory=runtime.pin_memory,
+        persistent_workers=runtime.num_workers > 0,
+    )
+
+
+@dataclass(frozen=True)
+class TrainedCell:
+    """Probabilities of the val-selected checkpoint on val and test, and how training went."""
+
+    probabilities: dict[str, np.ndarray]
+    best_epoch: int
+    best_val_map: float
+    runtime: Runtime
+
+
+def train_and_predict(
+    module: MultiLabelModule,
+    dataset: MultiLabelDataset,
+    train: TrainConfig,
+    runtime: Runtime,
+    cell_dir: Path,
+    *,
+    progress: bool = True,
+) -> TrainedCell:
+    """Fit, keep the checkpoint with the best validation mAP, predict val and test with it."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger
+
+    checkpoints = ModelCheckpoint(
+        dirpath=cell_dir / "checkpoints",
+        filename="best",
+        monitor=MONITOR,
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,
+    )
+    trainer = pl.Trainer(
+        accelerator=runtime.accelerator,
+        devices=runtime.devices,
+        precision=runtime.precision,  # type: ignore[arg-type]
+        max_epochs=train.epochs,
+        gradient_clip_val=train.gradient_clip,
+        callbacks=[checkpoints],
+        logger=CSVLogger(cell_dir, name="logs", version=""),
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=10,
+        default_root_dir=cell_dir,
+    )
+    loaders = {
+        name: make_loader(split.images, runtime, train.batch_size, shuffle=name == "train")
+        for name, split in dataset.splits.items()
+    }
+    trainer.fit(module, loaders["train"], loaders["val"])
+    best_path = checkpoints.best_model_path
+    if not best_path:
+        raise MlcbenchError("training ended without a checkpoint; check train.epochs")
+    state = torch.load(best_path, map_location="cpu", weights_only=True)
+    module.load_state_dict(state["state_dict"])
+    probabilities = {}
+    for split in ("val", "test"):
+        batches = trainer.predict(module, loaders[split])
+        probabilities[split] = torch.cat(batches).numpy().astype(np.float32)  # type: ignore[arg-type]
+    best_score = checkpoints.best_model_score
+    return TrainedCell(
+        probabilities=probabilities,
+        best_epoch=int(state.get("epoch", -1)),
+        best_val_map=float(best_score) if best_score is not None else float("nan"),
+        runtime=runtime,
+    )

@@ -1,0 +1,1 @@
+"""Built-in backbone plugins: a small CNN, every timm model, torchvision classifiers."""

@@ -1,0 +1,1 @@
+"""Built-in dataset plugins (``mlcbench_register_datasets`` implementations)."""
