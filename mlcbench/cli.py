@@ -91,6 +91,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"mlcbench: error: {error}", file=sys.stderr)
         return error.exit_code
+    except Exception as error:
+        if args.debug:
+            raise
+        print(
+            f"mlcbench: error: unexpected {type(error).__name__}: {error} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print("mlcbench: interrupted; finished cells are kept", file=sys.stderr)
         return 130

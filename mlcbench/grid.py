@@ -71,6 +71,9 @@ def resolve_plugin(spec: PluginSpec, registry: Registry[PluginEntry]) -> Resolve
         entry, variant = registry.lookup(spec.name)
     except PluginError as error:
         raise SpecError(f"{spec.where}: {error}") from None
+    if variant is None and entry.name.endswith("/*"):
+        family = entry.name.removesuffix("/*")
+        raise SpecError(f"{spec.where}: {spec.name!r} names a family; write {family}/<model>")
     if variant is not None and entry.variants is not None:
         known = list(entry.variants())
         if variant not in known:

@@ -104,8 +104,13 @@ class CompositeLoss(nn.Module):
                     f"loss {self.name!r}: built for {self.image_class_weights.numel()} classes, "
                     f"called with {targets.shape[1]}"
                 )
-            image_weights = targets @ self.image_class_weights
-            image_weights = image_weights + is_negative * self.negative_image_weight
+            # Cast the buffers: the module may have been moved to float64 or bf16 with .to(),
+            # and a product-sum instead of a matmul stays in float32 under autocast.
+            class_weights = self.image_class_weights.to(targets.dtype)
+            image_weights = (targets * class_weights).sum(dim=1)
+            image_weights = image_weights + is_negative * self.negative_image_weight.to(
+                targets.dtype
+            )
         normaliser = targets.sum() + is_negative.sum()
         return (image_weights * per_image).sum() / normaliser
 
@@ -158,6 +163,12 @@ def resolve_loss(spec: LossSpec, plugins: Plugins) -> dict[str, Any]:
                 "first, then auxiliary terms (e.g. 'focal+any_class')"
             )
         options = validate_options(entry.factory, part.options, f"{where}.{part.name}")
+        try:
+            # Losses are cheap to build: their factories' range checks run here, before any
+            # cell trains, rather than when the first cell with this loss starts.
+            entry.factory(**options)
+        except (SpecError, ValueError) as error:
+            raise SpecError(f"{where}: {error}") from None
         parts.append((part.name, options))
     return {"parts": parts, "class_balance": spec.class_balance}
 

@@ -20,6 +20,9 @@ from mlcbench.errors import SpecError
 RESERVED_OPTIONS = frozenset({"num_classes", "in_channels"})
 
 _SCALAR_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_PLURAL_NAMES = {bool: "true/false values", int: "integers", float: "numbers", str: "strings"}
+#: Longer name lists (a family such as every timm model) show only the closest names.
+MAX_LISTED = 30
 
 
 def describe(annotation: Any) -> str:
@@ -33,7 +36,9 @@ def describe(annotation: Any) -> str:
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in args)
     if origin in (list, tuple, Sequence):
-        return f"a list of {describe(args[0])} values" if args else "a list"
+        if not args:
+            return "a list"
+        return "a list of " + _PLURAL_NAMES.get(args[0], f"{describe(args[0])} values")
     if origin in (dict, Mapping):
         return "a mapping"
     if annotation is type(None):
@@ -93,9 +98,11 @@ def _mismatch(value: Any, annotation: Any, where: str) -> SpecError:
 
 def unknown_key_error(key: str, known: Sequence[str], where: str, what: str = "key") -> SpecError:
     """``where: unknown option 'wieght' — did you mean 'weight'? (known: beta, weight)``."""
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key, list(known), n=5, cutoff=0.6)
     hint = f" — did you mean {close[0]!r}?" if close else ""
     listing = ", ".join(sorted(known)) if known else "none"
+    if len(known) > MAX_LISTED:
+        listing = f"{len(known)} names" + (f"; closest: {', '.join(close)}" if close else "")
     return SpecError(f"{where}: unknown {what} {key!r}{hint} (known: {listing})")
 
 

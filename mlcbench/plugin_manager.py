@@ -20,6 +20,7 @@ from mlcbench.errors import PluginError
 from mlcbench.registry import Registry
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
+BUILTIN_DISTRIBUTION = "mlcbench"
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,10 @@ class Plugins:
     providers: list[Provider] = field(default_factory=list)
     failures: list[LoadFailure] = field(default_factory=list)
 
+    def registry(self, kind: str) -> Registry[PluginEntry]:
+        """The registry of ``dataset``, ``backbone`` or ``loss`` plugins."""
+        return {"dataset": self.datasets, "backbone": self.backbones, "loss": self.losses}[kind]
+
     def distributions(self) -> dict[str, str]:
         """Distribution name → version of every plugin loaded: part of each cell's identity."""
         return {p.distribution: p.version for p in sorted(self.providers, key=lambda p: p.plugin)}
@@ -88,10 +93,12 @@ def load_plugins(extra: Iterable[tuple[ModuleType | object, Provider]] = ()) -> 
     manager.add_hookspecs(hookspecs)
     plugins = Plugins()
     candidates: list[tuple[object, Provider]] = []
-    for entry_point in sorted(
-        importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name
-    ):
-        provider = _provider(entry_point)
+    entry_points = [
+        (ep, _provider(ep)) for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    ]
+    # mlcbench's own plugins first, so a third party cannot take a built-in's name.
+    entry_points.sort(key=lambda pair: (pair[1].distribution != BUILTIN_DISTRIBUTION, pair[0].name))
+    for entry_point, provider in entry_points:
         try:
             candidates.append((entry_point.load(), provider))
         except Exception as error:
@@ -102,14 +109,23 @@ def load_plugins(extra: Iterable[tuple[ModuleType | object, Provider]] = ()) -> 
             continue
         try:
             manager.register(module, name=provider.plugin)
+            # A misspelt hook (mlcbench_register_loss) would otherwise be ignored silently.
+            manager.check_pending()
         except Exception as error:  # a hookimpl that does not match its hookspec
+            if manager.is_registered(module):
+                manager.unregister(module)
             plugins.failures.append(LoadFailure(provider, _one_line(error)))
             continue
         try:
-            _collect(manager, module, provider, plugins)
+            staged = _collect(manager, module, provider)
+            for kind, entry in staged:
+                plugins.registry(kind).check_new(entry.name)
         except Exception as error:
             plugins.failures.append(LoadFailure(provider, _one_line(error)))
             continue
+        # All or nothing: a plugin that failed half-way registers none of its entries.
+        for kind, entry in staged:
+            plugins.registry(kind).add(entry.name, entry)
         plugins.providers.append(provider)
     return plugins
 
@@ -121,17 +137,20 @@ def default_plugins() -> Plugins:
 
 
 def _collect(
-    manager: pluggy.PluginManager, module: object, provider: Provider, plugins: Plugins
-) -> None:
-    """Call this one plugin's hooks with ``register`` callbacks that remember the provider."""
+    manager: pluggy.PluginManager, module: object, provider: Provider
+) -> list[tuple[str, PluginEntry]]:
+    """Call this one plugin's hooks; return what it registered, by kind."""
+    staged: list[tuple[str, PluginEntry]] = []
 
-    def add(registry: Registry[PluginEntry], entry: PluginEntry) -> None:
+    def add(kind: str, entry: PluginEntry) -> None:
         if not callable(entry.factory):
-            raise PluginError(f"{registry.kind} {entry.name!r} was registered with a non-callable")
-        registry.add(entry.name, entry)
+            raise PluginError(f"{kind} {entry.name!r} was registered with a non-callable")
+        if any(k == kind and e.name == entry.name for k, e in staged):
+            raise PluginError(f"registers {entry.name!r} twice")
+        staged.append((kind, entry))
 
     def register_dataset(name: str, factory: Callable[..., Any]) -> None:
-        add(plugins.datasets, PluginEntry(name, factory, provider))
+        add("dataset", PluginEntry(name, factory, provider))
 
     def register_backbone(
         name: str,
@@ -139,12 +158,12 @@ def _collect(
         *,
         variants: Callable[[], Iterable[str]] | None = None,
     ) -> None:
-        add(plugins.backbones, PluginEntry(name, factory, provider, variants=variants))
+        add("backbone", PluginEntry(name, factory, provider, variants=variants))
 
     def register_loss(name: str, factory: Callable[..., Any], *, role: str) -> None:
         if role not in ("base", "auxiliary"):
             raise PluginError(f"loss {name!r}: role must be 'base' or 'auxiliary', got {role!r}")
-        add(plugins.losses, PluginEntry(name, factory, provider, role))
+        add("loss", PluginEntry(name, factory, provider, role))
 
     callbacks = {
         "mlcbench_register_datasets": register_dataset,
@@ -156,6 +175,7 @@ def _collect(
         for impl in hook.get_hookimpls():
             if impl.plugin is module:
                 impl.function(register=register)
+    return staged
 
 
 def _provider(entry_point: importlib.metadata.EntryPoint) -> Provider:

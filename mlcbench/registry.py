@@ -24,13 +24,17 @@ class Registry(Generic[T]):
         self.kind = kind
         self._items: dict[str, T] = {}
 
-    def add(self, name: str, item: T) -> None:
+    def check_new(self, name: str) -> None:
+        """Raise unless ``name`` could be added."""
         if not name or name != name.strip():
             raise PluginError(f"Cannot register {self.kind} {name!r}: the name is empty or padded.")
         if name in self._items:
             raise PluginError(
                 f"Duplicate {self.kind} {name!r}: another plugin already registered it."
             )
+
+    def add(self, name: str, item: T) -> None:
+        self.check_new(name)
         self._items[name] = item
 
     def lookup(self, name: str) -> tuple[T, str | None]:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,7 +17,10 @@ from mlcbench.grid import Cell, ResolvedPlugin, expand
 from mlcbench.plugin_manager import Plugins
 from mlcbench.results import CellPaths, evaluate_cell, is_complete, labels_path
 from mlcbench.scores import write_scores, write_table
-from mlcbench.spec import BenchmarkSpec
+from mlcbench.spec import BenchmarkSpec, TrainConfig
+
+if TYPE_CHECKING:
+    from mlcbench.training import MultiLabelModule
 
 Echo = Callable[[str], None]
 
@@ -60,7 +63,15 @@ def run_benchmark(
         if cell.dataset.key not in datasets:
             datasets[cell.dataset.key] = prepare_dataset(cell.dataset, out_dir)
         cell_started = time.perf_counter()
-        run_cell(cell, datasets[cell.dataset.key], spec, plugins, paths, progress=progress)
+        try:
+            run_cell(cell, datasets[cell.dataset.key], spec, plugins, paths, progress=progress)
+        except MlcbenchError as error:
+            raise type(error)(f"cell {cell.id} ({cell.describe()}): {error}") from error
+        except Exception as error:
+            raise MlcbenchError(
+                f"cell {cell.id} ({cell.describe()}) failed: {type(error).__name__}: "
+                f"{' '.join(str(error).split())}"
+            ) from error
         echo(f"{prefix}: done in {time.perf_counter() - cell_started:.1f} s")
         summary.trained.append(cell.id)
     summary.leaderboard = write_leaderboard(spec.name, [out_dir], leaderboard_dir)
@@ -100,30 +111,12 @@ def run_cell(
     """Train one cell, write its scores and metrics; ``metrics.json`` goes last."""
     import pytorch_lightning as pl
 
-    from mlcbench.losses import build_loss
-    from mlcbench.training import MultiLabelModule, resolve_runtime, train_and_predict
+    from mlcbench.training import resolve_runtime, train_and_predict
 
     write_json(paths.config, dict(cell.config))
     pl.seed_everything(cell.seed, workers=True, verbose=False)
-    train_split = dataset.splits["train"]
-    loss = build_loss(
-        cell.loss,
-        plugins,
-        class_counts=train_split.class_counts().tolist(),
-        negative_count=train_split.negatives,
-    )
-    backbone = _build_backbone(cell.backbone, dataset)
+    module = build_module(cell, dataset, spec.train, plugins)
     runtime = resolve_runtime(spec.train, dataset)
-    steps_per_epoch = max(1, len(train_split.image_ids) // spec.train.batch_size)
-    module = MultiLabelModule(
-        backbone,
-        loss,
-        spec.train,
-        mean=dataset.mean,
-        std=dataset.std,
-        augmentations=dataset.augmentations,
-        steps_per_epoch=steps_per_epoch,
-    )
     started = time.perf_counter()
     trained = train_and_predict(module, dataset, spec.train, runtime, paths.root, progress=progress)
     train_seconds = time.perf_counter() - started
@@ -148,6 +141,31 @@ def run_cell(
         "devices": runtime.devices,
     }
     return evaluate_cell(cell, dataset, paths, training)
+
+
+def build_module(
+    cell: Cell, dataset: MultiLabelDataset, train: TrainConfig, plugins: Plugins
+) -> MultiLabelModule:
+    """The cell's backbone and loss in a Lightning module (seed the RNGs first)."""
+    from mlcbench.losses import build_loss
+    from mlcbench.training import MultiLabelModule
+
+    train_split = dataset.splits["train"]
+    loss = build_loss(
+        cell.loss,
+        plugins,
+        class_counts=train_split.class_counts().tolist(),
+        negative_count=train_split.negatives,
+    )
+    return MultiLabelModule(
+        _build_backbone(cell.backbone, dataset),
+        loss,
+        train,
+        mean=dataset.mean,
+        std=dataset.std,
+        augmentations=dataset.augmentations,
+        steps_per_epoch=max(1, len(train_split.image_ids) // train.batch_size),
+    )
 
 
 def _build_backbone(backbone: ResolvedPlugin, dataset: MultiLabelDataset) -> Any:

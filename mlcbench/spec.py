@@ -23,6 +23,7 @@ from mlcbench.options import coerce, unknown_key_error
 #: Class balancing by effective number of samples is on by default, as in the paper.
 DEFAULT_CLASS_BALANCE_BETA = 0.9999
 LOSS_JOINER = "+"
+MAX_SEED = 2**32 - 1
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -163,14 +164,17 @@ def parse_spec(raw: Any, *, source: str = "<spec>") -> BenchmarkSpec:
         raise SpecError(f"name: {name!r} may hold only letters, digits, '_', '.', '-'")
     losses = tuple(parse_loss(item, f"losses[{i}]") for i, item in enumerate(_list(raw, "losses")))
     _reject_duplicate_labels(losses)
+    # Leaderboard rows are keyed by backbone and loss names, so two backbones may not share one.
+    backbones = _plugins(raw, "backbones")
+    _reject_duplicate_labels(backbones)
     return BenchmarkSpec(
         name=name,
         description=coerce(raw.get("description", ""), str, "description"),
         datasets=_plugins(raw, "datasets"),
-        backbones=_plugins(raw, "backbones"),
+        backbones=backbones,
         losses=losses,
         seeds=_seeds(raw.get("seeds", [0])),
-        train=parse_train(raw.get("train") or {}),
+        train=parse_train({} if raw.get("train") is None else raw["train"]),
         source=source,
     )
 
@@ -292,18 +296,22 @@ def _seeds(value: Any) -> tuple[int, ...]:
     seeds = coerce(value, list[int], "seeds")
     if not seeds:
         raise SpecError("seeds: expected a non-empty list of integers or a count")
+    for index, seed in enumerate(seeds):
+        # The range every RNG seeder (numpy, Lightning) accepts; caught here, not mid-run.
+        if not 0 <= seed <= MAX_SEED:
+            raise SpecError(f"seeds[{index}]: must lie in 0 … {MAX_SEED}, got {seed}")
     if len(set(seeds)) != len(seeds):
         raise SpecError(f"seeds: {seeds} repeats a seed")
     return tuple(seeds)
 
 
-def _reject_duplicate_labels(losses: tuple[LossSpec, ...]) -> None:
+def _reject_duplicate_labels(entries: tuple[LossSpec, ...] | tuple[PluginSpec, ...]) -> None:
     seen: dict[str, str] = {}
-    for loss in losses:
-        label = loss.display_name
+    for entry in entries:
+        label = entry.display_name
         if label in seen:
             raise SpecError(
-                f"{loss.where}: {label!r} is already used by {seen[label]}; "
+                f"{entry.where}: {label!r} is already used by {seen[label]}; "
                 "give one of them a distinct 'label'"
             )
-        seen[label] = loss.where
+        seen[label] = entry.where

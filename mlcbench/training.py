@@ -7,8 +7,10 @@ on a GPU. On a CPU-only machine the same code runs in float32 with in-process lo
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +28,15 @@ from mlcbench.metrics import average_precision_per_class
 from mlcbench.spec import TrainConfig
 
 MONITOR = "val/map"
+LOG_EVERY_N_STEPS = 10
 WARMUP_START_FACTOR = 0.01
 
 
 class MultiLabelModule(pl.LightningModule):
     """A backbone and a loss, trained on uint8 image batches."""
+
+    mean: Tensor
+    std: Tensor
 
     def __init__(
         self,
@@ -75,17 +81,20 @@ class MultiLabelModule(pl.LightningModule):
         self._val_labels.append(labels)
 
     def on_validation_epoch_end(self) -> None:
-        probabilities = self.all_gather(torch.cat(self._val_probabilities)).reshape(
-            -1, self._val_probabilities[0].shape[1]
-        )
-        labels = self.all_gather(torch.cat(self._val_labels)).reshape(probabilities.shape)
+        # Every process scores the whole validation split, so the monitored mAP agrees.
+        probabilities = self._gather(self._val_probabilities)
+        labels = self._gather(self._val_labels)
         self._val_probabilities.clear()
         self._val_labels.clear()
-        per_class = average_precision_per_class(
-            probabilities.cpu().double().numpy(), labels.cpu().numpy()
-        )
+        per_class = average_precision_per_class(probabilities.double().numpy(), labels.numpy())
         mean_ap = float(np.nanmean(per_class)) if np.isfinite(per_class).any() else 0.0
         self.log(MONITOR, mean_ap, prog_bar=True, sync_dist=False)
+
+    def _gather(self, batches: list[Tensor]) -> Tensor:
+        local = torch.cat(batches)
+        gathered = self.all_gather(local)
+        assert isinstance(gathered, Tensor)
+        return gathered.reshape(-1, local.shape[1]).cpu()
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_index: int) -> Tensor:
         images, _ = batch
@@ -207,19 +216,26 @@ class TrainedCell:
     runtime: Runtime
 
 
-def train_and_predict(
-    module: MultiLabelModule,
-    dataset: MultiLabelDataset,
-    train: TrainConfig,
-    runtime: Runtime,
-    cell_dir: Path,
-    *,
-    progress: bool = True,
-) -> TrainedCell:
-    """Fit, keep the checkpoint with the best validation mAP, predict val and test with it."""
+def quiet_lightning() -> None:
+    """Keep Lightning's start-up banners and tips out of the run's own progress lines."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for message in (
+        r".*is smaller than the logging interval.*",  # tiny datasets in tests and quickstart
+        r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # inside Lightning itself
+        r".*does not have many workers.*",  # in-memory datasets need none
+    ):
+        warnings.filterwarnings("ignore", message=message)
+
+
+def make_trainer(
+    train: TrainConfig, runtime: Runtime, cell_dir: Path, *, progress: bool = True
+) -> tuple[pl.Trainer, Any]:
+    """The Lightning trainer of a cell and its best-val-mAP checkpoint callback."""
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
 
+    quiet_lightning()
     checkpoints = ModelCheckpoint(
         dirpath=cell_dir / "checkpoints",
         filename="best",
@@ -240,17 +256,38 @@ def train_and_predict(
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        log_every_n_steps=10,
+        log_every_n_steps=LOG_EVERY_N_STEPS,
         default_root_dir=cell_dir,
     )
-    loaders = {
-        name: make_loader(split.images, runtime, train.batch_size, shuffle=name == "train")
+    return trainer, checkpoints
+
+
+def make_loaders(
+    dataset: MultiLabelDataset, runtime: Runtime, batch_size: int
+) -> dict[str, DataLoader[Any]]:
+    return {
+        name: make_loader(split.images, runtime, batch_size, shuffle=name == "train")
         for name, split in dataset.splits.items()
     }
+
+
+def train_and_predict(
+    module: MultiLabelModule,
+    dataset: MultiLabelDataset,
+    train: TrainConfig,
+    runtime: Runtime,
+    cell_dir: Path,
+    *,
+    progress: bool = True,
+) -> TrainedCell:
+    """Fit, keep the checkpoint with the best validation mAP, predict val and test with it."""
+    trainer, checkpoints = make_trainer(train, runtime, cell_dir, progress=progress)
+    loaders = make_loaders(dataset, runtime, train.batch_size)
     trainer.fit(module, loaders["train"], loaders["val"])
     best_path = checkpoints.best_model_path
     if not best_path:
         raise MlcbenchError("training ended without a checkpoint; check train.epochs")
+    # weights_only: a checkpoint file is data, never code to run.
     state = torch.load(best_path, map_location="cpu", weights_only=True)
     module.load_state_dict(state["state_dict"])
     probabilities = {}

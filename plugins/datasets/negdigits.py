@@ -30,8 +30,8 @@ SOURCE_SHARES = {"train": 0.6, "val": 0.2, "test": 0.2}
 DEFAULT_CLASS_DIGITS = (0, 1, 2, 3, 4)
 #: Pixel mean and std in [0, 1] units, measured on the default options (seeds 0-4, all splits).
 #: Fixed rather than recomputed so that every run of a benchmark normalises identically.
-MEAN = (0.130,)
-STD = (0.220,)
+MEAN = (0.258,)
+STD = (0.203,)
 #: Random corners tried per digit before its free positions are enumerated.
 POSITION_TRIES = 24
 
@@ -51,12 +51,15 @@ def negdigits(
     digits_per_image: int = 3,
     max_scale: float = 2.0,
     negative_share: float = 0.65,
-    noise: float = 0.1,
-    train_images: int = 3000,
+    noise: float = 0.4,
+    train_images: int = 2000,
     val_images: int = 1000,
     test_images: int = 1000,
 ) -> MultiLabelDataset:
     """Multi-label scenes of handwritten digits where most images carry no label.
+
+    The defaults are tuned to leave room between losses: the quickstart's small CNN reaches
+    a test mAP of about 0.8 in 8 epochs, not a saturated 0.99.
 
     Options:
         seed: Drives everything: which source digits each split uses and every scene.
