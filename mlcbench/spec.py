@@ -89,11 +89,13 @@ class TrainConfig:
     min_lr: float = 1e-5
     #: ``auto`` = 16-bit mixed precision on a GPU (bf16 where supported), 32-bit on the CPU;
     #: or any Lightning precision such as ``32-true``, ``16-mixed``, ``bf16-mixed``.
-    precision: str = "auto"
+    precision: Literal[
+        "auto", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"
+    ] = "auto"
     #: Clip the gradient norm to this value; null switches clipping off.
     gradient_clip: float | None = 1.0
     #: Runtime: Lightning accelerator (``auto`` picks the GPU when there is one).
-    accelerator: str = "auto"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"] = "auto"
     #: Runtime: devices per cell (``auto``, a count, or a list of indices).
     devices: int | str | list[int] = "auto"
     #: Runtime: DataLoader workers; ``auto`` = one per CPU core (at most 8), or none when the

@@ -11,7 +11,7 @@ from mlcbench import __version__
 from mlcbench.cli import main
 from mlcbench.errors import SpecError
 
-CELL_LINE = re.compile(r"^[0-9a-f]{12}  negdigits  smallcnn  (\S+)  seed=(\d+)$")
+CELL_LINE = re.compile(r"^[0-9a-f]{12}  negdigits  (\S+)  (\S+)  seed=(\d+)$")
 
 
 def test_a_missing_spec_is_one_error_line_and_exit_2(
@@ -66,14 +66,18 @@ def test_dry_run_lists_every_cell_of_the_quickstart(
     lines = out.splitlines()
     cells = [CELL_LINE.match(line) for line in lines[:-1]]
     assert all(cells), lines
-    assert len(cells) == 12
-    assert lines[-1] == "12 cells"
-    losses = [m.group(1) for m in cells if m]
-    assert losses == [
-        loss for loss in ["bce", "bce+any_class", "focal", "focal+any_class"] for _ in range(3)
-    ]
-    assert [int(m.group(2)) for m in cells if m] == [0, 1, 2] * 4
-    assert len({line.split()[0] for line in lines[:-1]}) == 12
+    assert len(cells) == 24
+    assert lines[-1] == "24 cells"
+    backbones = [m.group(1) for m in cells if m]
+    assert backbones == ["smallcnn"] * 12 + ["timm/test_resnet"] * 12
+    losses = [m.group(2) for m in cells if m]
+    assert (
+        losses
+        == [loss for loss in ["bce", "bce+any_class", "focal", "focal+any_class"] for _ in range(3)]
+        * 2
+    )
+    assert [int(m.group(3)) for m in cells if m] == [0, 1, 2] * 8
+    assert len({line.split()[0] for line in lines[:-1]}) == 24
     assert not (tmp_path / "r").exists()  # a dry run writes nothing
     assert err == ""
 

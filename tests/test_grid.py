@@ -59,12 +59,10 @@ def test_expansion_order_and_count(plugins: Plugins) -> None:
     assert cells[0].describe() == "negdigits · smallcnn · bce · seed 7"
 
 
-def test_quickstart_has_twelve_cells_with_stable_ids(
-    quickstart_path: Path, plugins: Plugins
-) -> None:
+def test_quickstart_has_24_cells_with_stable_ids(quickstart_path: Path, plugins: Plugins) -> None:
     first = expand(load_spec(quickstart_path), plugins)
     second = expand(load_spec(quickstart_path), plugins)
-    assert len(first) == 12
+    assert len(first) == 2 * 4 * 3  # backbones × losses × seeds
     assert [c.id for c in first] == [c.id for c in second]
     assert all(HEX_ID.match(c.id) for c in first)
     assert [c.seed for c in first[:3]] == [0, 1, 2]

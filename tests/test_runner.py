@@ -38,20 +38,19 @@ METRIC_KEYS = {"map", "macro_f1", "macro_f2", "f1_neg", "f1_pos", "neg_false_ala
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("run")
     spec_path = root / "tiny.yaml"
     import yaml
 
     spec_path.write_text(yaml.safe_dump(TINY))
     out = root / "out"
-    lines: list[str] = []
     assert main(["run", str(spec_path), "--out", str(out), "--no-progress"]) == 0
-    return spec_path, out, lines
+    return spec_path, out
 
 
 def test_every_cell_writes_config_scores_sidecars_and_metrics(tiny_run):
-    _, out, _ = tiny_run
+    _, out = tiny_run
     cells = expand(parse_spec(TINY), default_plugins())
     assert len(cells) == 4
     for cell in cells:
@@ -82,7 +81,7 @@ def test_every_cell_writes_config_scores_sidecars_and_metrics(tiny_run):
 def test_metrics_are_recomputable_from_the_score_files(tiny_run):
     from sklearn.metrics import average_precision_score
 
-    _, out, _ = tiny_run
+    _, out = tiny_run
     for metrics_path in (out / "cells").glob("*/metrics.json"):
         metrics = json.loads(metrics_path.read_text())
         scores = pd.read_csv(metrics_path.parent / "scores_test.csv").iloc[:, 1:].to_numpy()
@@ -94,7 +93,7 @@ def test_metrics_are_recomputable_from_the_score_files(tiny_run):
 
 
 def test_leaderboard_lists_every_backbone_loss_row_with_seed_counts(tiny_run):
-    _, out, _ = tiny_run
+    _, out = tiny_run
     board = (out / "leaderboards" / "tiny.md").read_text()
     assert "## negdigits" in board
     for loss in ("bce", "focal+any_class"):
@@ -108,7 +107,7 @@ def test_leaderboard_lists_every_backbone_loss_row_with_seed_counts(tiny_run):
 
 
 def test_leaderboard_numbers_are_the_seed_means_of_metrics_json(tiny_run):
-    _, out, _ = tiny_run
+    _, out = tiny_run
     table = pd.read_csv(out / "leaderboards" / "tiny.csv")
     runs = [json.loads(p.read_text()) for p in (out / "cells").glob("*/metrics.json")]
     for loss in ("bce", "focal+any_class"):
@@ -119,7 +118,7 @@ def test_leaderboard_numbers_are_the_seed_means_of_metrics_json(tiny_run):
 
 
 def test_rerun_skips_complete_cells_and_rebuilds_the_same_leaderboard(tiny_run, capsys):
-    spec_path, out, _ = tiny_run
+    spec_path, out = tiny_run
     before = (out / "leaderboards" / "tiny.md").read_bytes()
     assert main(["run", str(spec_path), "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
@@ -129,13 +128,13 @@ def test_rerun_skips_complete_cells_and_rebuilds_the_same_leaderboard(tiny_run, 
 
 
 def test_leaderboard_command_rebuilds_from_disk(tiny_run, tmp_path):
-    _, out, _ = tiny_run
+    _, out = tiny_run
     assert main(["leaderboard", str(out), "--name", "tiny", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "tiny.md").read_bytes() == (out / "leaderboards" / "tiny.md").read_bytes()
 
 
 def test_a_cpu_run_is_repeatable(tiny_run, tmp_path):
-    _, out, _ = tiny_run
+    _, out = tiny_run
     spec = parse_spec({**TINY, "losses": ["focal+any_class"], "seeds": [1]})
     run_benchmark(
         spec,

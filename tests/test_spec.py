@@ -44,7 +44,7 @@ def test_loads_the_quickstart_spec(quickstart_path: Path) -> None:
     assert isinstance(spec, BenchmarkSpec)
     assert spec.name == "quickstart"
     assert [d.name for d in spec.datasets] == ["negdigits"]
-    assert [b.name for b in spec.backbones] == ["smallcnn"]
+    assert [b.name for b in spec.backbones] == ["smallcnn", "timm/test_resnet"]
     assert [loss.name for loss in spec.losses] == [
         "bce",
         "bce+any_class",

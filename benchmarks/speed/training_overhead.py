@@ -25,16 +25,23 @@ import torch.nn.functional as F
 from mlcbench.grid import expand
 from mlcbench.plugin_manager import default_plugins
 from mlcbench.runner import build_module, prepare_dataset
-from mlcbench.spec import parse_spec
+from mlcbench.spec import load_spec
 from mlcbench.training import make_loaders, make_trainer, resolve_runtime
 
-SPEC = {
-    "name": "overhead",
-    "datasets": ["negdigits"],
-    "backbones": ["smallcnn"],
-    "losses": ["focal+any_class"],
-    "train": {"batch_size": 64, "lr": 0.002, "weight_decay": 0.0005, "warmup_epochs": 1},
-}
+QUICKSTART = Path(__file__).resolve().parents[1] / "quickstart.yaml"
+
+
+def quickstart_cell(plugins):
+    """The quickstart's negdigits × smallcnn × focal+any_class cell, seed 0."""
+    spec = load_spec(QUICKSTART)
+    for cell in expand(spec, plugins):
+        if (cell.backbone.spec.name, cell.loss.name, cell.seed) == (
+            "smallcnn",
+            "focal+any_class",
+            0,
+        ):
+            return spec, cell
+    raise SystemExit(f"{QUICKSTART} no longer has a smallcnn × focal+any_class cell")
 
 
 def time_mlcbench(cell, dataset, spec, plugins, epochs: int, workdir: Path) -> float:
@@ -86,8 +93,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     plugins = default_plugins()
-    spec = parse_spec(SPEC)
-    (cell,) = expand(spec, plugins)
+    spec, cell = quickstart_cell(plugins)
     with tempfile.TemporaryDirectory() as workdir:
         dataset = prepare_dataset(cell.dataset, Path(workdir))
         ours, bare = [], []
