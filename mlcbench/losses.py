@@ -87,32 +87,112 @@ class CompositeLoss(nn.Module):
         # Buffers move with .to(device) and are saved with the model.
         self.register_buffer("image_class_weights", class_weights)
         self.register_buffer("negative_image_weight", negative_weight)
+        self._targets_checked = False
+        self._fused: bool | None = None
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         check_inputs(logits, targets, self.name)
-        logits = logits.float()
-        targets = targets.float()
+        device = targets.device.type
+        if device == "cpu" or (not self._targets_checked and device != "meta"):
+            # Free on the CPU; on an accelerator it costs one synchronisation, on the first
+            # batch only (a dataset's labels are checked when it is built). Meta tensors
+            # hold no values to check.
+            check_binary_targets(targets, self.name)
+            self._targets_checked = True
+        # At least float32, whatever autocast says: 16-bit log-space terms lose too much.
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        if not torch.amp.is_autocast_available(device):
+            return self._batch_loss(logits.to(dtype), targets.to(dtype))
+        with torch.autocast(device_type=device, enabled=False):
+            return self._batch_loss(logits.to(dtype), targets.to(dtype))
+
+    @property
+    def fused(self) -> bool:
+        """True when every part gives its gradient in closed form: the base loss has
+        ``value_and_grad`` and every auxiliary term ``derive`` and ``combine``."""
+        if self._fused is None:
+            self._fused = callable(getattr(self.base, "value_and_grad", None)) and all(
+                callable(getattr(term, "derive", None)) and callable(getattr(term, "combine", None))
+                for term in self.auxiliaries
+            )
+        return self._fused
+
+    def _batch_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+        if self.fused:
+            loss: Tensor = _FusedCompositeLoss.apply(logits, targets, self)
+            return loss
         per_image = self.base(logits, targets).sum(dim=1)
         for term in self.auxiliaries:
             per_image = per_image + term(logits, targets, self.base)
-        is_negative = (targets.amax(dim=1) == 0).float()
-        if self.class_balance is None:
-            image_weights = torch.ones_like(per_image)
-        else:
-            if self.image_class_weights.numel() != targets.shape[1]:
-                raise SpecError(
-                    f"loss {self.name!r}: built for {self.image_class_weights.numel()} classes, "
-                    f"called with {targets.shape[1]}"
-                )
-            # Cast the buffers: the module may have been moved to float64 or bf16 with .to(),
-            # and a product-sum instead of a matmul stays in float32 under autocast.
-            class_weights = self.image_class_weights.to(targets.dtype)
-            image_weights = (targets * class_weights).sum(dim=1)
-            image_weights = image_weights + is_negative * self.negative_image_weight.to(
-                targets.dtype
-            )
-        normaliser = targets.sum() + is_negative.sum()
+        image_weights, normaliser = self.image_weights(targets)
         return (image_weights * per_image).sum() / normaliser
+
+    def image_weights(self, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Class-balancing weight ``b_i`` of every image (ones when balancing is off) and the
+        batch normaliser: positive labels plus negative images."""
+        is_negative = 1.0 - targets.amax(dim=1)
+        normaliser = targets.sum() + is_negative.sum()
+        if self.class_balance is None:
+            return torch.ones_like(is_negative), normaliser
+        if self.image_class_weights.numel() != targets.shape[1]:
+            raise SpecError(
+                f"loss {self.name!r}: built for {self.image_class_weights.numel()} classes, "
+                f"called with {targets.shape[1]}"
+            )
+        class_weights = self.image_class_weights.to(targets.dtype)
+        negative_weight = self.negative_image_weight.to(targets.dtype)
+        return torch.mv(targets, class_weights).add_(is_negative * negative_weight), normaliser
+
+
+class _FusedCompositeLoss(torch.autograd.Function):
+    """The batch loss with its gradient in closed form: one pass, one saved tensor.
+
+    ``∂loss/∂z_ij = b_i / N · (ℓ'(z_ij) + Σ_aux ∂aux_i/∂z_ij)``; each part supplies its
+    own value and gradient, so autograd records a single node instead of dozens.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, targets: Tensor, composite: CompositeLoss) -> Tensor:
+        classes = logits.shape[1]
+        derived = [term.derive(logits, targets) for term in composite.auxiliaries]
+        if derived:
+            # One call of the base loss on the class logits and every derived logit together.
+            all_logits = torch.cat([logits, *(d[0] for d in derived)], dim=1)
+            all_targets = torch.cat([targets, *(d[1] for d in derived)], dim=1)
+        else:
+            all_logits, all_targets = logits, targets
+        values, derivative = composite.base.value_and_grad(all_logits, all_targets)
+        per_image = values[:, :classes].sum(dim=1)
+        gradient = derivative[:, :classes]
+        start = classes
+        for term, (extra_logits, _, context) in zip(composite.auxiliaries, derived, strict=True):
+            end = start + extra_logits.shape[1]
+            term_values, term_gradient = term.combine(
+                values[:, start:end], derivative[:, start:end], context
+            )
+            per_image = per_image + term_values
+            gradient = gradient + term_gradient
+            start = end
+        image_weights, normaliser = composite.image_weights(targets)
+        scale = image_weights.div_(normaliser)
+        ctx.save_for_backward(gradient.mul_(scale.unsqueeze(1)))
+        return torch.dot(scale, per_image)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None, None]:
+        (gradient,) = ctx.saved_tensors
+        return grad_output * gradient, None, None
+
+
+def check_binary_targets(targets: Tensor, name: str = "") -> None:
+    """Multi-label targets are 0 or 1; anything else is a data bug, not a soft label."""
+    # t² − t is 0 exactly for 0 and 1, and nonzero (or NaN) for every other value.
+    if torch.mul(targets, targets).sub_(targets).any():
+        bad = targets[(targets != 0) & (targets != 1)].flatten()[:3].tolist()
+        raise SpecError(
+            f"loss {name!r}: targets must be 0 or 1, got values such as {bad}; "
+            "check the dataset's labels"
+        )
 
 
 def check_inputs(logits: Tensor, targets: Tensor, name: str = "") -> None:

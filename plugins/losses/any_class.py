@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor, nn
 
 from mlcbench.errors import SpecError
@@ -28,11 +29,33 @@ class AnyClassPresence(nn.Module):
         self, logits: Tensor, targets: Tensor, elementwise: Callable[[Tensor, Tensor], Tensor]
     ) -> Tensor:
         """Per-image auxiliary loss (B,) for logits and 0/1 targets of shape (B, C)."""
-        any_present = targets.amax(dim=1, keepdim=True)
-        # Arithmetic instead of masks: no boolean indexing, so no host-device sync.
-        weights = any_present * (targets + self.beta * (1.0 - targets)) + (1.0 - any_present)
+        any_present, weights = self._presence_and_weights(targets)
         any_logit = (weights * logits).sum(dim=1, keepdim=True) / weights.sum(dim=1, keepdim=True)
         return self.weight * elementwise(any_logit, any_present).squeeze(1)
+
+    def derive(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The any-class logit (B, 1) and target (B, 1) the base loss is evaluated on, and
+        the Jacobian ``∂s_i/∂z_ij = w_ij / Σ_j w_ij`` (B, C) for :meth:`combine`."""
+        any_present, weights = self._presence_and_weights(targets)
+        jacobian = weights.div_(weights.sum(dim=1, keepdim=True))
+        any_logit = (jacobian * logits).sum(dim=1, keepdim=True)
+        return any_logit, any_present, jacobian
+
+    def combine(
+        self, values: Tensor, derivative: Tensor, jacobian: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Per-image term ``α ℓ(s_i, a_i)`` (B,) and its gradient ``α ℓ' w_ij / Σ w`` (B, C),
+        from the base loss's values and derivatives at the any-class logits (B, 1)."""
+        return values.squeeze(1) * self.weight, jacobian.mul_(derivative * self.weight)
+
+    def _presence_and_weights(self, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """``a_i`` (B, 1) and ``w_ij`` (B, C): 1 for present classes, λ for absent classes of a
+        positive image, 1 throughout a negative image. Arithmetic, not masks: no boolean
+        indexing, so no host-device synchronisation."""
+        any_present = targets.amax(dim=1, keepdim=True)
+        # w = 1 − (1 − λ) a (1 − y) = (1 − c) + c y with c = (1 − λ) a, as one multiply-add.
+        scaled = any_present * (1.0 - self.beta)
+        return any_present, torch.addcmul(1.0 - scaled, scaled, targets)
 
     def extra_repr(self) -> str:
         return f"weight={self.weight}, beta={self.beta}"
