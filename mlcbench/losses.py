@@ -92,27 +92,32 @@ class CompositeLoss(nn.Module):
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         check_inputs(logits, targets, self.name)
-        device = targets.device.type
-        if device == "cpu" or (not self._targets_checked and device != "meta"):
-            # Free on the CPU; on an accelerator it costs one synchronisation, on the first
-            # batch only (a dataset's labels are checked when it is built). Meta tensors
-            # hold no values to check.
+        if not self._targets_checked and targets.device.type != "meta":
+            # The first batch only: a dataset's labels are checked when it is built, and a
+            # check on every batch would cost a host-device synchronisation each time. Meta
+            # tensors hold no values to check.
             check_binary_targets(targets, self.name)
             self._targets_checked = True
         # At least float32, whatever autocast says: 16-bit log-space terms lose too much.
         dtype = torch.promote_types(logits.dtype, torch.float32)
-        if not torch.amp.is_autocast_available(device):
-            return self._batch_loss(logits.to(dtype), targets.to(dtype))
-        with torch.autocast(device_type=device, enabled=False):
-            return self._batch_loss(logits.to(dtype), targets.to(dtype))
+        if logits.dtype != dtype:
+            logits = logits.to(dtype)
+        if targets.dtype != dtype:
+            targets = targets.to(dtype)
+        device = logits.device.type
+        if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+            with torch.autocast(device_type=device, enabled=False):
+                return self._batch_loss(logits, targets)
+        return self._batch_loss(logits, targets)
 
     @property
     def fused(self) -> bool:
         """True when every part gives its gradient in closed form: the base loss has
-        ``value_and_grad`` and every auxiliary term ``derive`` and ``combine``."""
+        ``value_and_grad`` and every auxiliary term ``derive`` and ``accumulate``."""
         if self._fused is None:
             self._fused = callable(getattr(self.base, "value_and_grad", None)) and all(
-                callable(getattr(term, "derive", None)) and callable(getattr(term, "combine", None))
+                callable(getattr(term, "derive", None))
+                and callable(getattr(term, "accumulate", None))
                 for term in self.auxiliaries
             )
         return self._fused
@@ -130,18 +135,22 @@ class CompositeLoss(nn.Module):
     def image_weights(self, targets: Tensor) -> tuple[Tensor, Tensor]:
         """Class-balancing weight ``b_i`` of every image (ones when balancing is off) and the
         batch normaliser: positive labels plus negative images."""
-        is_negative = 1.0 - targets.amax(dim=1)
-        normaliser = targets.sum() + is_negative.sum()
+        labels_per_image = targets.sum(dim=1)
+        # A negative image counts once in the normaliser, a positive one once per label.
+        normaliser = labels_per_image.clamp_min(1.0).sum()
         if self.class_balance is None:
-            return torch.ones_like(is_negative), normaliser
+            return torch.ones_like(labels_per_image), normaliser
         if self.image_class_weights.numel() != targets.shape[1]:
             raise SpecError(
                 f"loss {self.name!r}: built for {self.image_class_weights.numel()} classes, "
                 f"called with {targets.shape[1]}"
             )
-        class_weights = self.image_class_weights.to(targets.dtype)
-        negative_weight = self.negative_image_weight.to(targets.dtype)
-        return torch.mv(targets, class_weights).add_(is_negative * negative_weight), normaliser
+        class_weights, negative_weight = self.image_class_weights, self.negative_image_weight
+        if class_weights.dtype != targets.dtype:
+            class_weights = class_weights.to(targets.dtype)
+            negative_weight = negative_weight.to(targets.dtype)
+        weights = torch.mv(targets, class_weights)
+        return weights.masked_fill_(labels_per_image == 0, negative_weight), normaliser
 
 
 class _FusedCompositeLoss(torch.autograd.Function):
@@ -153,25 +162,29 @@ class _FusedCompositeLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, logits: Tensor, targets: Tensor, composite: CompositeLoss) -> Tensor:
-        classes = logits.shape[1]
-        derived = [term.derive(logits, targets) for term in composite.auxiliaries]
+        # Modules hold these methods by the contract checked in CompositeLoss.fused.
+        base: Any = composite.base
+        terms: list[Any] = list(composite.auxiliaries)
+        derived = [term.derive(logits, targets) for term in terms]
         if derived:
-            # One call of the base loss on the class logits and every derived logit together.
-            all_logits = torch.cat([logits, *(d[0] for d in derived)], dim=1)
-            all_targets = torch.cat([targets, *(d[1] for d in derived)], dim=1)
+            # One call of the element-wise base loss on the class logits and every derived
+            # logit, flattened into one column so each block stays contiguous.
+            all_logits = torch.cat([logits.reshape(-1, 1), *(d[0].reshape(-1, 1) for d in derived)])
+            all_targets = torch.cat(
+                [targets.reshape(-1, 1), *(d[1].reshape(-1, 1) for d in derived)]
+            )
         else:
             all_logits, all_targets = logits, targets
-        values, derivative = composite.base.value_and_grad(all_logits, all_targets)
-        per_image = values[:, :classes].sum(dim=1)
-        gradient = derivative[:, :classes]
-        start = classes
-        for term, (extra_logits, _, context) in zip(composite.auxiliaries, derived, strict=True):
-            end = start + extra_logits.shape[1]
-            term_values, term_gradient = term.combine(
-                values[:, start:end], derivative[:, start:end], context
-            )
-            per_image = per_image + term_values
-            gradient = gradient + term_gradient
+        values, derivative = base.value_and_grad(all_logits, all_targets)
+        size = logits.numel()
+        per_image = values[:size].view_as(logits).sum(dim=1)
+        gradient = derivative[:size].view_as(logits)
+        start = size
+        for term, (extra_logits, _, context) in zip(terms, derived, strict=True):
+            end = start + extra_logits.numel()
+            term_values = values[start:end].view_as(extra_logits)
+            term_derivative = derivative[start:end].view_as(extra_logits)
+            per_image.add_(term.accumulate(term_values, term_derivative, context, gradient))
             start = end
         image_weights, normaliser = composite.image_weights(targets)
         scale = image_weights.div_(normaliser)

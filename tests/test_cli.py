@@ -47,7 +47,7 @@ def test_a_spec_mistake_is_one_error_line(
     assert out == ""
     assert err == (
         f"mlcbench: error: {spec}: losses[1]: unknown loss 'focall' — did you mean 'focal'? "
-        "(known: any_class, bce, focal)\n"
+        "(known: any_class, asl, bce, focal)\n"
     )
 
 

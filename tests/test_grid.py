@@ -183,12 +183,12 @@ def test_stable_hash_is_key_order_independent() -> None:
         (
             {"losses": ["bce", "bce+any_class", "focall"]},
             "losses[2]: unknown loss 'focall' — did you mean 'focal'? "
-            "(known: any_class, bce, focal)",
+            "(known: any_class, asl, bce, focal)",
         ),
         (
             {"losses": ["bce", "focal+any_clas"]},
             "losses[1]: unknown loss 'any_clas' — did you mean 'any_class'? "
-            "(known: any_class, bce, focal)",
+            "(known: any_class, asl, bce, focal)",
         ),
         (
             {"losses": ["any_class+bce"]},

@@ -31,7 +31,7 @@ from mlcbench.plugin_manager import (
 BUILT_INS = {
     "datasets": ["negdigits"],
     "backbones": ["smallcnn", "timm/*", "torchvision/*"],
-    "losses": ["any_class", "bce", "focal"],
+    "losses": ["any_class", "asl", "bce", "focal"],
 }
 
 TOY_PLUGIN = '''

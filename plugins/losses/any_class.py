@@ -35,18 +35,23 @@ class AnyClassPresence(nn.Module):
 
     def derive(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The any-class logit (B, 1) and target (B, 1) the base loss is evaluated on, and
-        the Jacobian ``∂s_i/∂z_ij = w_ij / Σ_j w_ij`` (B, C) for :meth:`combine`."""
-        any_present, weights = self._presence_and_weights(targets)
+        the Jacobian ``∂s_i/∂z_ij = w_ij / Σ_j w_ij`` (B, C) for :meth:`accumulate`."""
+        any_present = targets.sum(dim=1, keepdim=True).clamp_max_(1.0)
+        scaled = any_present * (1.0 - self.beta)
+        # w = 1 − (1 − λ) a (1 − y) = (1 − c) + c y with c = (1 − λ) a
+        weights = (targets * scaled).add_(1.0 - scaled)
         jacobian = weights.div_(weights.sum(dim=1, keepdim=True))
         any_logit = (jacobian * logits).sum(dim=1, keepdim=True)
         return any_logit, any_present, jacobian
 
-    def combine(
-        self, values: Tensor, derivative: Tensor, jacobian: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """Per-image term ``α ℓ(s_i, a_i)`` (B,) and its gradient ``α ℓ' w_ij / Σ w`` (B, C),
-        from the base loss's values and derivatives at the any-class logits (B, 1)."""
-        return values.squeeze(1) * self.weight, jacobian.mul_(derivative * self.weight)
+    def accumulate(
+        self, values: Tensor, derivative: Tensor, jacobian: Tensor, gradient: Tensor
+    ) -> Tensor:
+        """Add ``α ℓ'(s_i) w_ij / Σ w`` to ``gradient`` (B, C) in place and return the
+        per-image term ``α ℓ(s_i, a_i)`` (B,), from the base loss's values and derivatives
+        at the any-class logits (B, 1)."""
+        gradient.add_(jacobian.mul_(derivative * self.weight))
+        return values.squeeze(1) * self.weight
 
     def _presence_and_weights(self, targets: Tensor) -> tuple[Tensor, Tensor]:
         """``a_i`` (B, 1) and ``w_ij`` (B, C): 1 for present classes, λ for absent classes of a

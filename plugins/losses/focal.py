@@ -51,7 +51,7 @@ class FocalLoss(nn.Module):
         else:
             modulation = s * s if self.gamma == 2.0 else s.pow(self.gamma)
             values = modulation * cross_entropy
-            derivative = q.mul_(cross_entropy).mul_(self.gamma).add_(s).mul_(modulation)
+            derivative = torch.addcmul(s, q, cross_entropy, value=self.gamma).mul_(modulation)
         gradient = torch.addcmul(derivative, targets, derivative, value=-2.0)
         if self.alpha is not None:
             balance = self._balance(targets)
