@@ -49,6 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the cells and exit")
     run.add_argument("--no-progress", action="store_true", help="hide the per-epoch progress bar")
     run.add_argument(
+        "--force", action="store_true", help="re-run every cell from scratch, complete ones too"
+    )
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="also re-run cells that failed in an earlier run (by default they are reported)",
+    )
+    run.add_argument(
+        "--in-process",
+        action="store_true",
+        help="train cells in this process instead of one process each (for debugging)",
+    )
+    run.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
 
@@ -122,7 +135,7 @@ def command_run(args: argparse.Namespace) -> int:
             )
         print(f"{len(cells)} cells")
         return 0
-    from mlcbench.runner import run_benchmark
+    from mlcbench.runner import RunOptions, run_benchmark
 
     out_dir = args.out or Path("runs") / spec.name
     leaderboard_dir = args.out / "leaderboards" if args.out else Path("leaderboards")
@@ -132,14 +145,24 @@ def command_run(args: argparse.Namespace) -> int:
         plugins,
         out_dir=out_dir,
         leaderboard_dir=leaderboard_dir,
-        progress=not args.no_progress,
+        options=RunOptions(
+            force=args.force,
+            retry_failed=args.retry_failed,
+            isolate=not args.in_process,
+            progress=not args.no_progress,
+        ),
     )
+    board = f", leaderboard {summary.leaderboard}" if summary.leaderboard else ""
     print(
         f"{summary.cells} cells: {len(summary.trained)} trained, {len(summary.skipped)} "
-        f"already complete. Results in {out_dir}/, leaderboard {summary.leaderboard}."
+        f"already complete, {len(summary.failed)} failed"
+        + (f", {len(summary.busy)} busy in another process" if summary.busy else "")
+        + f". Results in {out_dir}/{board}."
     )
+    for cell_id, reason in summary.failed.items():
+        print(f"  failed: cell {cell_id}: {reason}")
     print(f"Total wall time: {_duration(time.perf_counter() - started)}")
-    return 0
+    return 1 if summary.failed else 0
 
 
 def command_plugins() -> int:

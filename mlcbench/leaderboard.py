@@ -18,7 +18,7 @@ from typing import Any
 from tabulate import tabulate
 
 from mlcbench.errors import MlcbenchError
-from mlcbench.files import atomic_write_text
+from mlcbench.files import atomic_write_text, remove_stale_temporaries
 
 SPLIT = "test"
 
@@ -211,6 +211,7 @@ def write_leaderboard(name: str, run_dirs: Sequence[Path], out_dir: Path) -> Pat
             f"no finished cells under {', '.join(map(str, run_dirs))}; run 'mlcbench run' first"
         )
     markdown, csv_text = render(name, cells, manifests)
+    remove_stale_temporaries(out_dir)
     path = out_dir / f"{name}.md"
     atomic_write_text(path, markdown)
     atomic_write_text(path.with_suffix(".csv"), csv_text)

@@ -45,6 +45,18 @@ class CellPaths:
     def metrics(self) -> Path:
         return self.root / "metrics.json"
 
+    @property
+    def failure(self) -> Path:
+        return self.root / "failure.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.root / "checkpoints" / "last.ckpt"
+
     def scores(self, split: str) -> Path:
         return self.root / f"scores_{split}.csv"
 
@@ -54,11 +66,26 @@ def labels_path(out_dir: Path, dataset_key: str, split: str) -> Path:
 
 
 def is_complete(paths: CellPaths) -> bool:
-    """A cell is complete once its metrics file exists and parses (it is written last)."""
+    """A cell is complete once its metrics file parses and names it, and its score files are
+    there (metrics are written last, so a file damaged by an older crash means a re-run)."""
     try:
-        return json.loads(paths.metrics.read_text(encoding="utf-8")).get("cell_id") == paths.cell_id
+        metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
+    return (
+        isinstance(metrics, dict)
+        and metrics.get("cell_id") == paths.cell_id
+        and all(paths.scores(split).is_file() for split in ("val", "test"))
+    )
+
+
+def read_failure(paths: CellPaths) -> str:
+    """The reason a cell failed in an earlier run, or '' when it did not."""
+    try:
+        failure = json.loads(paths.failure.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(failure.get("reason", "unknown reason")) if isinstance(failure, dict) else ""
 
 
 def _read_split(paths: CellPaths, cell: Cell, split: str) -> tuple[Any, Any]:

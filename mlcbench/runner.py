@@ -1,8 +1,16 @@
-"""Run a benchmark: build each dataset once, train every cell, score it, rank the results."""
+"""Run a benchmark: train every cell that is not complete, each in its own process, score
+it, and rank the results.
+
+A cell is *complete* once its ``metrics.json`` is there (written last, atomically), *failed*
+once its ``failure.json`` is, and *pending* otherwise; a pending cell with a Lightning
+checkpoint resumes from it. A failing cell never stops the grid.
+"""
 
 from __future__ import annotations
 
+import shutil
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlcbench.cell_lock import cell_lock
 from mlcbench.data import SPLITS, MultiLabelDataset
 from mlcbench.errors import MlcbenchError, PluginError
-from mlcbench.files import write_json
+from mlcbench.files import remove_stale_temporaries, write_json
 from mlcbench.grid import Cell, ResolvedPlugin, expand
+from mlcbench.isolation import describe_error, run_isolated
 from mlcbench.plugin_manager import Plugins
-from mlcbench.results import CellPaths, evaluate_cell, is_complete, labels_path
+from mlcbench.results import CellPaths, evaluate_cell, is_complete, labels_path, read_failure
 from mlcbench.scores import write_scores, write_table
 from mlcbench.spec import BenchmarkSpec, TrainConfig
 
@@ -32,8 +42,26 @@ class RunSummary:
     cells: int = 0
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: Cell id → the one-line reason it failed (now or in an earlier run).
+    failed: dict[str, str] = field(default_factory=dict)
+    #: Cells another process was training when this run reached them.
+    busy: list[str] = field(default_factory=list)
     leaderboard: Path | None = None
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How ``run_benchmark`` treats existing results and isolates cells."""
+
+    #: Re-run every cell, complete ones included, from scratch.
+    force: bool = False
+    #: Also re-run cells that failed in an earlier run (by default they are reported).
+    retry_failed: bool = False
+    #: Train each cell in a process of its own (off only for debugging).
+    isolate: bool = True
+    #: Show Lightning's progress bar within each cell.
+    progress: bool = True
 
 
 def run_benchmark(
@@ -42,45 +70,111 @@ def run_benchmark(
     *,
     out_dir: Path,
     leaderboard_dir: Path,
-    progress: bool = True,
+    options: RunOptions = RunOptions(),
     echo: Echo = print,
 ) -> RunSummary:
-    """Train and score every cell that is not complete yet, then write the leaderboard."""
+    """Train and score every cell that needs it, then write the leaderboard."""
     from mlcbench.leaderboard import write_leaderboard
 
     started = time.perf_counter()
     cells = expand(spec, plugins)
     summary = RunSummary(cells=len(cells))
-    datasets: dict[str, MultiLabelDataset] = {}
+    prepared: set[str] = set()
     for index, cell in enumerate(cells, start=1):
         paths = CellPaths(out_dir, cell.id)
         prefix = f"[{index}/{len(cells)}] {cell.describe()} (cell {cell.id})"
-        if is_complete(paths):
+        if not options.force and is_complete(paths):
             echo(f"{prefix}: complete, skipped")
             summary.skipped.append(cell.id)
             continue
-        echo(f"{prefix}: training")
-        if cell.dataset.key not in datasets:
-            datasets[cell.dataset.key] = prepare_dataset(cell.dataset, out_dir)
-        cell_started = time.perf_counter()
-        try:
-            run_cell(cell, datasets[cell.dataset.key], spec, plugins, paths, progress=progress)
-        except MlcbenchError as error:
-            raise type(error)(f"cell {cell.id} ({cell.describe()}): {error}") from error
-        except Exception as error:
-            raise MlcbenchError(
-                f"cell {cell.id} ({cell.describe()}) failed: {type(error).__name__}: "
-                f"{' '.join(str(error).split())}"
-            ) from error
+        earlier_failure = read_failure(paths)
+        if earlier_failure and not (options.force or options.retry_failed):
+            echo(
+                f"{prefix}: failed in an earlier run ({earlier_failure}); --retry-failed re-runs it"
+            )
+            summary.failed[cell.id] = earlier_failure
+            continue
+        with cell_lock(paths.lock) as held:
+            if not held:
+                echo(f"{prefix}: another process is training it, skipped")
+                summary.busy.append(cell.id)
+                continue
+            if not options.force and is_complete(paths):  # finished while we waited
+                echo(f"{prefix}: completed by another process, skipped")
+                summary.skipped.append(cell.id)
+                continue
+            if options.force:
+                _clear(paths)
+            remove_stale_temporaries(paths.root)
+            paths.failure.unlink(missing_ok=True)
+            if cell.dataset.key not in prepared:
+                prepare_dataset(cell.dataset, out_dir)
+                prepared.add(cell.dataset.key)
+            resuming = paths.last_checkpoint.is_file()
+            echo(f"{prefix}: {'resuming from its last checkpoint' if resuming else 'training'}")
+            cell_started = time.perf_counter()
+            reason, details = _train(cell, spec, plugins, out_dir, options)
+            if reason:
+                write_json(
+                    paths.failure, {"cell_id": cell.id, "reason": reason, "traceback": details}
+                )
+                echo(f"{prefix}: FAILED: {reason}")
+                summary.failed[cell.id] = reason
+                continue
         echo(f"{prefix}: done in {time.perf_counter() - cell_started:.1f} s")
         summary.trained.append(cell.id)
-    summary.leaderboard = write_leaderboard(spec.name, [out_dir], leaderboard_dir)
+    if summary.trained or summary.skipped:
+        summary.leaderboard = write_leaderboard(spec.name, [out_dir], leaderboard_dir)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def prepare_dataset(dataset: ResolvedPlugin, out_dir: Path) -> MultiLabelDataset:
-    """Build a dataset through its plugin and write its label files once."""
+def _train(
+    cell: Cell, spec: BenchmarkSpec, plugins: Plugins, out_dir: Path, options: RunOptions
+) -> tuple[str, str]:
+    """Train one cell; return ('', '') on success, else the one-line reason it failed and
+    the traceback (kept in the cell's failure.json, out of the run's output)."""
+    if options.isolate:
+        outcome = run_isolated(train_cell, cell, spec, plugins, out_dir, options.progress)
+        if outcome.interrupted:
+            raise KeyboardInterrupt
+        return outcome.reason, outcome.traceback
+    try:
+        train_cell(cell, spec, plugins, out_dir, options.progress)
+    except Exception as error:
+        return describe_error(error), traceback.format_exc()
+    return "", ""
+
+
+def _clear(paths: CellPaths) -> None:
+    """Forget a cell's earlier results (the lock file stays: this process holds it)."""
+    if not paths.root.is_dir():
+        return
+    for entry in paths.root.iterdir():
+        if entry == paths.lock:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def train_cell(
+    cell: Cell, spec: BenchmarkSpec, plugins: Plugins, out_dir: Path, progress: bool
+) -> dict[str, Any]:
+    """Build the cell's dataset and train it (the body of a cell's own process)."""
+    return run_cell(
+        cell,
+        build_dataset(cell.dataset),
+        spec,
+        plugins,
+        CellPaths(out_dir, cell.id),
+        progress=progress,
+    )
+
+
+def build_dataset(dataset: ResolvedPlugin) -> MultiLabelDataset:
+    """Build a dataset through its plugin and check it keeps the contract."""
     args = () if dataset.variant is None else (dataset.variant,)
     built = dataset.entry.factory(*args, **dataset.options)
     if not isinstance(built, MultiLabelDataset):
@@ -88,6 +182,13 @@ def prepare_dataset(dataset: ResolvedPlugin, out_dir: Path) -> MultiLabelDataset
             f"dataset plugin {dataset.spec.name!r} ({dataset.entry.provider.distribution}) "
             f"returned {type(built).__name__}, not a MultiLabelDataset"
         )
+    return built
+
+
+def prepare_dataset(dataset: ResolvedPlugin, out_dir: Path) -> MultiLabelDataset:
+    """Build a dataset and write its label files and manifest, once per run directory."""
+    built = build_dataset(dataset)
+    remove_stale_temporaries(labels_path(out_dir, dataset.key, "train").parent)
     for split_name in SPLITS:
         split = built.splits[split_name]
         path = labels_path(out_dir, dataset.key, split_name)

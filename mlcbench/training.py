@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
+import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +32,32 @@ from mlcbench.spec import TrainConfig
 MONITOR = "val/map"
 LOG_EVERY_N_STEPS = 10
 WARMUP_START_FACTOR = 0.01
+
+
+class DivergedError(MlcbenchError):
+    """Training produced NaN or infinite values; the cell fails instead of writing scores."""
+
+
+class RandomStates(pl.Callback):
+    """Saves the random number generators with each checkpoint, so a cell resumed after an
+    interruption draws the same shuffles and augmentations as one that never stopped."""
+
+    def state_dict(self) -> dict[str, Any]:
+        numpy_state: Any = np.random.get_state()
+        return {
+            "python": random.getstate(),
+            "numpy": (numpy_state[0], torch.from_numpy(numpy_state[1].copy()), *numpy_state[2:]),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        random.setstate(state_dict["python"])
+        name, keys, *rest = state_dict["numpy"]
+        np.random.set_state((name, keys.numpy(), *rest))
+        torch.set_rng_state(state_dict["torch"])
+        if state_dict["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
 class MultiLabelModule(pl.LightningModule):
@@ -79,10 +107,20 @@ class MultiLabelModule(pl.LightningModule):
         self._train_loss = self._train_loss + loss.detach()
         self._train_steps += 1
         if batch_index % LOG_EVERY_N_STEPS == 0:
+            # One synchronisation every few steps catches a diverging run within them.
+            self._fail_if_diverged(batch_index)
             self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         return loss
 
+    def _fail_if_diverged(self, batch_index: int) -> None:
+        if not bool(torch.isfinite(self._train_loss)):
+            raise DivergedError(
+                f"the training loss became NaN or infinite by epoch {self.current_epoch}, "
+                f"step {batch_index}; lower train.lr, keep gradient_clip on, or check the data"
+            )
+
     def on_train_epoch_end(self) -> None:
+        self._fail_if_diverged(self._train_steps)
         if self._train_steps:
             self.log("train/epoch_loss", self._train_loss / self._train_steps, on_epoch=True)
         self._train_loss = torch.zeros((), device=self.device)
@@ -102,6 +140,11 @@ class MultiLabelModule(pl.LightningModule):
         labels = self._gather(self._val_labels)
         self._val_probabilities.clear()
         self._val_labels.clear()
+        if not bool(torch.isfinite(probabilities).all()):
+            raise DivergedError(
+                f"the model's validation outputs are NaN at epoch {self.current_epoch}; "
+                "lower train.lr or check the data"
+            )
         per_class = average_precision_per_class(probabilities.double().numpy(), labels.numpy())
         mean_ap = float(np.nanmean(per_class)) if np.isfinite(per_class).any() else 0.0
         self.log(MONITOR, mean_ap, prog_bar=True, sync_dist=False)
@@ -244,6 +287,7 @@ def quiet_lightning() -> None:
         r".*is smaller than the logging interval.*",  # tiny datasets in tests and quickstart
         r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # inside Lightning itself
         r".*does not have many workers.*",  # in-memory datasets need none
+        r".*exists and is not empty.*",  # a resumed cell reuses its log and checkpoint folders
     ):
         warnings.filterwarnings("ignore", message=message)
 
@@ -271,7 +315,7 @@ def make_trainer(
         precision=runtime.precision,  # type: ignore[arg-type]
         max_epochs=train.epochs,
         gradient_clip_val=train.gradient_clip,
-        callbacks=[checkpoints],
+        callbacks=[checkpoints, RandomStates()],
         logger=CSVLogger(cell_dir, name="logs", version=""),
         enable_progress_bar=progress,
         enable_model_summary=False,
@@ -291,6 +335,20 @@ def make_loaders(
     }
 
 
+def resumable_checkpoint(folder: Path) -> Path | None:
+    """The last checkpoint of an interrupted run, if it loads; a checkpoint cut short by a
+    crash is discarded with its folder and the cell starts over."""
+    last = folder / "last.ckpt"
+    if not last.is_file():
+        return None
+    try:
+        torch.load(last, map_location="cpu", weights_only=True)
+    except Exception:
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    return last
+
+
 def train_and_predict(
     module: MultiLabelModule,
     dataset: MultiLabelDataset,
@@ -303,7 +361,14 @@ def train_and_predict(
     """Fit, keep the checkpoint with the best validation mAP, predict val and test with it."""
     trainer, checkpoints = make_trainer(train, runtime, cell_dir, progress=progress)
     loaders = make_loaders(dataset, runtime, train.batch_size)
-    trainer.fit(module, loaders["train"], loaders["val"])
+    # An interrupted cell resumes from its last epoch; weights_only: a checkpoint is data.
+    trainer.fit(
+        module,
+        loaders["train"],
+        loaders["val"],
+        ckpt_path=resumable_checkpoint(cell_dir / "checkpoints"),
+        weights_only=True,
+    )
     best_path = checkpoints.best_model_path
     if not best_path:
         raise MlcbenchError("training ended without a checkpoint; check train.epochs")

@@ -14,7 +14,7 @@ from mlcbench.cli import main
 from mlcbench.files import sha256_file
 from mlcbench.grid import expand
 from mlcbench.plugin_manager import default_plugins
-from mlcbench.runner import run_benchmark
+from mlcbench.runner import RunOptions, run_benchmark
 from mlcbench.spec import parse_spec
 
 TINY = {
@@ -141,7 +141,7 @@ def test_a_cpu_run_is_repeatable(tiny_run, tmp_path):
         default_plugins(),
         out_dir=tmp_path,
         leaderboard_dir=tmp_path / "boards",
-        progress=False,
+        options=RunOptions(progress=False),
         echo=lambda _: None,
     )
     (cell,) = expand(spec, default_plugins())
