@@ -5,9 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
+
+#: Names that become file or folder names (benchmarks, leaderboards): no separators, no dots
+#: first, so they cannot point outside the output folder.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

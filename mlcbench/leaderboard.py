@@ -17,8 +17,8 @@ from typing import Any
 
 from tabulate import tabulate
 
-from mlcbench.errors import MlcbenchError
-from mlcbench.files import atomic_write_text, remove_stale_temporaries
+from mlcbench.errors import MlcbenchError, SpecError
+from mlcbench.files import SAFE_NAME, atomic_write_text, remove_stale_temporaries
 
 SPLIT = "test"
 
@@ -205,6 +205,11 @@ def _csv(rows: list[list[Any]]) -> str:
 
 def write_leaderboard(name: str, run_dirs: Sequence[Path], out_dir: Path) -> Path:
     """Write ``<out_dir>/<name>.md`` and ``<name>.csv`` from the results under ``run_dirs``."""
+    if not SAFE_NAME.match(name):
+        raise SpecError(
+            f"leaderboard name {name!r} may hold only letters, digits, '_', '.', '-' "
+            "(it names a file in the output folder)"
+        )
     cells, manifests = collect(run_dirs)
     if not cells:
         raise MlcbenchError(

@@ -1,0 +1,102 @@
+"""Leaderboards from fixed results: numbers, formatting, escaping, determinism, safety."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from mlcbench.errors import MlcbenchError, SpecError
+from mlcbench.leaderboard import write_leaderboard
+
+POLICIES = ("threshold_0.5", "val_tuned_f1", "val_tuned_f2")
+
+
+def fake_cell(run: Path, cell_id: str, backbone: str, loss: str, seed: int, value: float) -> None:
+    block = {
+        "map": value,
+        "macro_f1": value / 2,
+        "macro_f2": value / 3,
+        "f1_neg": 0.9,
+        "neg_false_alarm_rate": 1 - value,
+    }
+    metrics = {
+        "cell_id": cell_id,
+        "cell": {
+            "dataset": "toy",
+            "dataset_key": "abc123",
+            "backbone": backbone,
+            "loss": loss,
+            "seed": seed,
+        },
+        "training": {"accelerator": "cpu", "precision": "32-true"},
+        "config": {"versions": {"mlcbench": "0.1.0"}},
+        "test": {policy: block for policy in POLICIES},
+    }
+    folder = run / "cells" / cell_id
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    fake_cell(run, "c1", "net", "bce", 0, 0.50)
+    fake_cell(run, "c2", "net", "bce", 1, 0.60)
+    fake_cell(run, "c3", "net", "focal|<b>x</b>", 0, 0.80)
+    labels = run / "labels" / "abc123"
+    labels.mkdir(parents=True)
+    manifest = {"splits": {"test": {"images": 10, "negatives": 6, "class_counts": {"a": 4}}}}
+    (labels / "manifest.json").write_text(json.dumps(manifest))
+    return run
+
+
+def test_rows_hold_seed_means_and_sample_std_in_percent(run: Path, tmp_path: Path) -> None:
+    board = write_leaderboard("toy", [run], tmp_path / "out").read_text()
+    bce_rows = [line for line in board.splitlines() if "| bce " in line]
+    assert len(bce_rows) == 2  # one per threshold table
+    assert "55.00 ± 7.07" in bce_rows[0]  # mAP of 0.5 and 0.6
+    assert re.search(r"\|\s*2\s*\|$", bce_rows[0])  # seeds
+    assert re.search(r"\|\s*test\s*\|\s*10\s*\|\s*6\s*\|\s*60.0%", board)  # negatives
+
+
+def test_best_value_per_column_is_bold_and_lower_is_better_for_false_alarms(
+    run: Path, tmp_path: Path
+) -> None:
+    board = write_leaderboard("toy", [run], tmp_path / "out").read_text()
+    escaped = next(line for line in board.splitlines() if "focal" in line)
+    assert "**80.00**" in escaped  # best mAP
+    assert "**20.00**" in escaped  # fewest negative false alarms
+
+
+def test_names_from_plugins_are_escaped_for_markdown(run: Path, tmp_path: Path) -> None:
+    board = write_leaderboard("toy", [run], tmp_path / "out").read_text()
+    assert "focal\\|&lt;b&gt;x&lt;/b&gt;" in board
+    assert "<b>" not in board
+
+
+def test_the_same_results_give_the_same_bytes_and_a_csv_of_every_number(
+    run: Path, tmp_path: Path
+) -> None:
+    first = write_leaderboard("toy", [run], tmp_path / "a")
+    second = write_leaderboard("toy", [run], tmp_path / "b")
+    assert first.read_bytes() == second.read_bytes()
+    table = first.with_suffix(".csv").read_text().splitlines()
+    assert table[0] == "dataset,dataset_key,backbone,loss,policy,metric,mean,std,seeds"
+    assert "toy,abc123,net,bce,threshold_0.5,map,0.55,0.07071067812,2" in table
+
+
+def test_a_name_cannot_point_outside_the_output_folder(run: Path, tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="may hold only letters"):
+        write_leaderboard("../escape", [run], tmp_path / "out")
+    assert not (tmp_path / "escape.md").exists()
+
+
+def test_missing_or_empty_results_fail_clearly(tmp_path: Path) -> None:
+    with pytest.raises(MlcbenchError, match="no such results directory"):
+        write_leaderboard("toy", [tmp_path / "absent"], tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MlcbenchError, match="no finished cells"):
+        write_leaderboard("toy", [tmp_path / "empty"], tmp_path)
