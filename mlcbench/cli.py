@@ -62,6 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="train cells in this process instead of one process each (for debugging)",
     )
     run.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local: cells one after another here; ray: cells as Ray tasks on a cluster "
+        "(pip install 'mlcbench[ray]')",
+    )
+    run.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="an existing Ray cluster (auto, ray://HOST:10001); default: start a local one",
+    )
+    run.add_argument("--cpus-per-cell", type=float, default=1.0, help="CPUs each Ray task asks for")
+    run.add_argument("--gpus-per-cell", type=float, default=0.0, help="GPUs each Ray task asks for")
+    run.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
 
@@ -150,6 +164,10 @@ def command_run(args: argparse.Namespace) -> int:
             retry_failed=args.retry_failed,
             isolate=not args.in_process,
             progress=not args.no_progress,
+            executor=args.executor,
+            ray_address=args.ray_address,
+            cpus_per_cell=args.cpus_per_cell,
+            gpus_per_cell=args.gpus_per_cell,
         ),
     )
     board = f", leaderboard {summary.leaderboard}" if summary.leaderboard else ""

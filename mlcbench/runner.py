@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -62,6 +62,14 @@ class RunOptions:
     isolate: bool = True
     #: Show Lightning's progress bar within each cell.
     progress: bool = True
+    #: ``local`` trains cells one after another here; ``ray`` runs them as Ray tasks.
+    executor: Literal["local", "ray"] = "local"
+    #: Address of an existing Ray cluster (``auto``, ``ray://host:10001``); None starts a
+    #: local Ray instance.
+    ray_address: str | None = None
+    #: Resources each cell asks of Ray.
+    cpus_per_cell: float = 1.0
+    gpus_per_cell: float = 0.0
 
 
 def run_benchmark(
@@ -79,7 +87,7 @@ def run_benchmark(
     started = time.perf_counter()
     cells = expand(spec, plugins)
     summary = RunSummary(cells=len(cells))
-    prepared: set[str] = set()
+    pending: list[tuple[str, Cell]] = []
     for index, cell in enumerate(cells, start=1):
         paths = CellPaths(out_dir, cell.id)
         prefix = f"[{index}/{len(cells)}] {cell.describe()} (cell {cell.id})"
@@ -94,39 +102,93 @@ def run_benchmark(
             )
             summary.failed[cell.id] = earlier_failure
             continue
-        with cell_lock(paths.lock) as held:
-            if not held:
-                echo(f"{prefix}: another process is training it, skipped")
-                summary.busy.append(cell.id)
-                continue
-            if not options.force and is_complete(paths):  # finished while we waited
-                echo(f"{prefix}: completed by another process, skipped")
-                summary.skipped.append(cell.id)
-                continue
-            if options.force:
-                _clear(paths)
-            remove_stale_temporaries(paths.root)
-            paths.failure.unlink(missing_ok=True)
-            if cell.dataset.key not in prepared:
-                prepare_dataset(cell.dataset, out_dir)
-                prepared.add(cell.dataset.key)
-            resuming = paths.last_checkpoint.is_file()
-            echo(f"{prefix}: {'resuming from its last checkpoint' if resuming else 'training'}")
-            cell_started = time.perf_counter()
-            reason, details = _train(cell, spec, plugins, out_dir, options)
-            if reason:
-                write_json(
-                    paths.failure, {"cell_id": cell.id, "reason": reason, "traceback": details}
-                )
-                echo(f"{prefix}: FAILED: {reason}")
-                summary.failed[cell.id] = reason
-                continue
-        echo(f"{prefix}: done in {time.perf_counter() - cell_started:.1f} s")
-        summary.trained.append(cell.id)
+        pending.append((prefix, cell))
+    for dataset in {cell.dataset.key: cell.dataset for _, cell in pending}.values():
+        prepare_dataset(dataset, out_dir)
+    if options.executor == "ray":
+        from mlcbench.ray_executor import run_on_ray
+
+        attempts = run_on_ray(pending, spec, plugins, out_dir, options, echo)
+    else:
+        attempts = (
+            (
+                prefix,
+                cell,
+                attempt_cell(cell, spec, plugins, out_dir, options, _announce(prefix, echo)),
+            )
+            for prefix, cell in pending
+        )
+    for prefix, cell, attempt in attempts:
+        _record(prefix, cell, attempt, summary, echo)
     if summary.trained or summary.skipped:
         summary.leaderboard = write_leaderboard(spec.name, [out_dir], leaderboard_dir)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What became of one try at a cell."""
+
+    status: Literal["trained", "skipped", "busy", "failed"]
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def attempt_cell(
+    cell: Cell,
+    spec: BenchmarkSpec,
+    plugins: Plugins,
+    out_dir: Path,
+    options: RunOptions,
+    on_start: Callable[[bool], None] | None = None,
+) -> Attempt:
+    """Train one cell under its lock, wherever this runs (the runner or a cluster worker).
+
+    ``on_start(resuming)`` is told when training starts. A failure is written to the cell's
+    ``failure.json`` with its traceback.
+    """
+    paths = CellPaths(out_dir, cell.id)
+    with cell_lock(paths.lock) as held:
+        if not held:
+            return Attempt("busy")
+        if not options.force and is_complete(paths):  # finished while this run waited
+            return Attempt("skipped")
+        if options.force:
+            _clear(paths)
+        remove_stale_temporaries(paths.root)
+        paths.failure.unlink(missing_ok=True)
+        if on_start is not None:
+            on_start(paths.last_checkpoint.is_file())
+        started = time.perf_counter()
+        reason, details = _train(cell, spec, plugins, out_dir, options)
+        seconds = time.perf_counter() - started
+        if reason:
+            write_json(paths.failure, {"cell_id": cell.id, "reason": reason, "traceback": details})
+            return Attempt("failed", reason, seconds)
+        return Attempt("trained", seconds=seconds)
+
+
+def _announce(prefix: str, echo: Echo) -> Callable[[bool], None]:
+    def announce(resuming: bool) -> None:
+        echo(f"{prefix}: {'resuming from its last checkpoint' if resuming else 'training'}")
+
+    return announce
+
+
+def _record(prefix: str, cell: Cell, attempt: Attempt, summary: RunSummary, echo: Echo) -> None:
+    if attempt.status == "trained":
+        echo(f"{prefix}: done in {attempt.seconds:.1f} s")
+        summary.trained.append(cell.id)
+    elif attempt.status == "skipped":
+        echo(f"{prefix}: completed by another process, skipped")
+        summary.skipped.append(cell.id)
+    elif attempt.status == "busy":
+        echo(f"{prefix}: another process is training it, skipped")
+        summary.busy.append(cell.id)
+    else:
+        echo(f"{prefix}: FAILED: {attempt.reason}")
+        summary.failed[cell.id] = attempt.reason
 
 
 def _train(
@@ -218,7 +280,7 @@ def run_cell(
     pl.seed_everything(cell.seed, workers=True, verbose=False)
     module = build_module(cell, dataset, spec.train, plugins)
     runtime = resolve_runtime(spec.train, dataset)
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     trained = train_and_predict(module, dataset, spec.train, runtime, paths.root, progress=progress)
     train_seconds = time.perf_counter() - started
     for split_name, probabilities in trained.probabilities.items():
@@ -237,6 +299,9 @@ def run_cell(
         "best_epoch": trained.best_epoch,
         "best_val_map": trained.best_val_map,
         "seconds": round(train_seconds, 3),
+        # Wall-clock start and end (Unix time), to see which cells ran side by side.
+        "started_at": round(started_at, 3),
+        "finished_at": round(time.time(), 3),
         "accelerator": runtime.accelerator,
         "precision": runtime.precision,
         "devices": runtime.devices,
