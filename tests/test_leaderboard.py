@@ -32,7 +32,7 @@ def fake_cell(run: Path, cell_id: str, backbone: str, loss: str, seed: int, valu
             "seed": seed,
         },
         "training": {"accelerator": "cpu", "precision": "32-true"},
-        "config": {"versions": {"mlcbench": "0.1.0"}},
+        "config": {"versions": {"mlcbench": "0.1.0"}, "loss": {"parts": [[loss, {}]]}},
         "test": {policy: block for policy in POLICIES},
     }
     folder = run / "cells" / cell_id
@@ -84,8 +84,10 @@ def test_the_same_results_give_the_same_bytes_and_a_csv_of_every_number(
     second = write_leaderboard("toy", [run], tmp_path / "b")
     assert first.read_bytes() == second.read_bytes()
     table = first.with_suffix(".csv").read_text().splitlines()
-    assert table[0] == "dataset,dataset_key,backbone,loss,policy,metric,mean,std,seeds"
-    assert "toy,abc123,net,bce,threshold_0.5,map,0.55,0.07071067812,2" in table
+    assert table[0] == (
+        "dataset,dataset_key,backbone,loss,policy,metric,mean,std,seeds,ci_low,ci_high,p_value"
+    )
+    assert "toy,abc123,net,bce,threshold_0.5,map,0.55,0.07071067812,2,,," in table
 
 
 def test_a_name_cannot_point_outside_the_output_folder(run: Path, tmp_path: Path) -> None:
@@ -100,3 +102,37 @@ def test_missing_or_empty_results_fail_clearly(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(MlcbenchError, match="no finished cells"):
         write_leaderboard("toy", [tmp_path / "empty"], tmp_path)
+
+
+def test_gains_table_pairs_each_loss_with_its_auxiliary_version(tmp_path: Path) -> None:
+    import numpy as np
+
+    from mlcbench.scores import write_table
+
+    rng = np.random.default_rng(0)
+    labels = ((rng.random((300, 3)) < 0.2) & (rng.random((300, 1)) < 0.4)).astype(np.int64)
+    ids = [f"i{k}" for k in range(300)]
+    run = tmp_path / "run"
+    write_table(run / "labels" / "abc123" / "test.csv", ids, ["a", "b", "c"], labels)
+    for seed in (0, 1):
+        for loss, strength in (("bce", 0.1), ("bce+any_class", 0.6)):
+            cell_id = f"{loss}-{seed}".replace("+", "_")
+            fake_cell(run, cell_id, "net", loss, seed, 0.5)
+            path = run / "cells" / cell_id / "metrics.json"
+            metrics = json.loads(path.read_text())
+            parts = [["bce", {}]] + ([["any_class", {"weight": 1.0}]] if "+" in loss else [])
+            metrics["config"]["loss"] = {"parts": parts, "class_balance": 0.9999}
+            path.write_text(json.dumps(metrics))
+            scores = np.clip(strength * labels + 0.5 * rng.random(labels.shape), 0, 1)
+            write_table(path.parent / "scores_test.csv", ids, ["a", "b", "c"], scores)
+    board = write_leaderboard("toy", [run], tmp_path / "out").read_text()
+    assert "### Gains of the auxiliary term" in board
+    row = next(line for line in board.splitlines() if "| bce " in line and "bce+any_class" in line)
+    assert row.count("✱") == 4  # the stronger scores win on every metric
+    assert row.rstrip().endswith("2 |") or re.search(r"\|\s*2\s*\|$", row)
+    gains = [
+        line
+        for line in (tmp_path / "out" / "toy.csv").read_text().splitlines()
+        if "gain over bce" in line
+    ]
+    assert len(gains) == 4
