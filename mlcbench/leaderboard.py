@@ -20,6 +20,7 @@ from tabulate import tabulate
 from mlcbench.bootstrap import GAIN_METRICS, Gain, Pair, paired_gains
 from mlcbench.errors import MlcbenchError, SpecError
 from mlcbench.files import SAFE_NAME, atomic_write_text, remove_stale_temporaries
+from mlcbench.plot import forest_svg, gains_rows
 from mlcbench.scores import read_table
 
 SPLIT = "test"
@@ -98,10 +99,11 @@ def _escape(text: str) -> str:
 
 def render(
     name: str, cells: list[dict[str, Any]], manifests: dict[str, dict[str, Any]]
-) -> tuple[str, str]:
-    """The markdown leaderboard and the CSV of every number in it."""
+) -> tuple[str, str, str | None]:
+    """The markdown leaderboard, the CSV of every number in it, and the gains plot (SVG)."""
     out = io.StringIO()
     csv_rows: list[list[Any]] = []
+    plot_rows: list[tuple[str, float, float, float, bool]] = []
     out.write(f"# Leaderboard: {_escape(name)}\n\n")
     out.write(
         "Mean ± standard deviation over seeds, in percent, on the test split. "
@@ -140,6 +142,7 @@ def render(
         gains = _gains(dataset_cells)
         if gains:
             out.write(_gains_table(gains))
+            plot_rows += gains_rows(dataset, gains)
             for (backbone, baseline, treated, seeds), by_metric in gains.items():
                 for metric, gain in by_metric.items():
                     csv_rows.append(
@@ -159,7 +162,11 @@ def render(
                         ]
                     )
         out.write(_provenance(dataset_cells))
-    return out.getvalue(), _csv(csv_rows)
+    plot = None
+    if plot_rows:
+        plot = forest_svg(f"{name}: gains of the auxiliary term", plot_rows)
+        out.write(f"\n## Gains at a glance\n\n![Gains with 95% intervals]({name}_gains.svg)\n")
+    return out.getvalue(), _csv(csv_rows), plot
 
 
 GainKey = tuple[str, str, str, int]
@@ -336,9 +343,11 @@ def write_leaderboard(name: str, run_dirs: Sequence[Path], out_dir: Path) -> Pat
         raise MlcbenchError(
             f"no finished cells under {', '.join(map(str, run_dirs))}; run 'mlcbench run' first"
         )
-    markdown, csv_text = render(name, cells, manifests)
+    markdown, csv_text, plot = render(name, cells, manifests)
     remove_stale_temporaries(out_dir)
     path = out_dir / f"{name}.md"
     atomic_write_text(path, markdown)
     atomic_write_text(path.with_suffix(".csv"), csv_text)
+    if plot is not None:
+        atomic_write_text(out_dir / f"{name}_gains.svg", plot)
     return path

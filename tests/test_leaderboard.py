@@ -136,3 +136,6 @@ def test_gains_table_pairs_each_loss_with_its_auxiliary_version(tmp_path: Path) 
         if "gain over bce" in line
     ]
     assert len(gains) == 4
+    assert "![Gains with 95% intervals](toy_gains.svg)" in board
+    svg = (tmp_path / "out" / "toy_gains.svg").read_text()
+    assert svg.startswith("<svg") and svg.count("<circle") == 4
