@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -29,6 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mlcbench {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument(
+        "-p",
+        dest="plugin_options",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="load plugin distribution NAME even with MLCBENCH_DISABLE_PLUGIN_AUTOLOAD=1; "
+        "-p no:NAME blocks it (repeatable)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = commands.add_parser(
@@ -104,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.plugin_options or os.environ.get("MLCBENCH_DISABLE_PLUGIN_AUTOLOAD"):
+        from mlcbench.plugin_manager import PluginSelection, select_plugins
+
+        select_plugins(PluginSelection.from_options(args.plugin_options))
     if args.command is None:
         parser.print_help()
         return 0
@@ -207,6 +221,11 @@ def command_plugins() -> int:
                 ]
             )
     print(tabulate(rows, headers=["Kind", "Name", "Distribution", "Version", "Description"]))
+    for provider in plugins.blocked:
+        print(
+            f"blocked: plugin {provider.plugin!r} from {provider.distribution} "
+            f"{provider.version} (-p no:NAME, or MLCBENCH_DISABLE_PLUGIN_AUTOLOAD without -p)"
+        )
     _report_failures(plugins)
     return 0
 

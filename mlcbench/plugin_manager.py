@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -73,6 +74,8 @@ class Plugins:
     losses: Registry[PluginEntry] = field(default_factory=lambda: Registry("loss"))
     providers: list[Provider] = field(default_factory=list)
     failures: list[LoadFailure] = field(default_factory=list)
+    #: Installed plugins left out by ``-p no:NAME`` or with autoloading off.
+    blocked: list[Provider] = field(default_factory=list)
 
     def registry(self, kind: str) -> Registry[PluginEntry]:
         """The registry of ``dataset``, ``backbone`` or ``loss`` plugins."""
@@ -83,11 +86,58 @@ class Plugins:
         return {p.distribution: p.version for p in sorted(self.providers, key=lambda p: p.plugin)}
 
 
-def load_plugins(extra: Iterable[tuple[ModuleType | object, Provider]] = ()) -> Plugins:
-    """Import every ``mlcbench`` entry point (plus ``extra`` plugin objects) and register them.
+AUTOLOAD_OFF_VARIABLE = "MLCBENCH_DISABLE_PLUGIN_AUTOLOAD"
+
+
+@dataclass(frozen=True)
+class PluginSelection:
+    """Which plugin distributions to load, as pytest's ``-p NAME`` / ``-p no:NAME``.
+
+    Names match a distribution (``mlcbench-poly1``; ``-``, ``_`` and case ignored) or an
+    entry point (``poly1``).
+    """
+
+    #: Load these even when autoloading is off.
+    enable: tuple[str, ...] = ()
+    #: Never load these.
+    block: tuple[str, ...] = ()
+    #: Load every installed plugin (False: only those in ``enable``).
+    autoload: bool = True
+
+    @classmethod
+    def from_options(cls, options: Iterable[str]) -> PluginSelection:
+        """From ``-p`` values and the MLCBENCH_DISABLE_PLUGIN_AUTOLOAD environment variable."""
+        values = list(options)
+        return cls(
+            enable=tuple(v for v in values if not v.startswith("no:")),
+            block=tuple(v.removeprefix("no:") for v in values if v.startswith("no:")),
+            autoload=os.environ.get(AUTOLOAD_OFF_VARIABLE, "") in ("", "0"),
+        )
+
+    def decide(self, provider: Provider) -> bool:
+        """True when ``provider``'s plugin is to be loaded."""
+        if any(_matches(name, provider) for name in self.block):
+            return False
+        return self.autoload or any(_matches(name, provider) for name in self.enable)
+
+
+def _matches(name: str, provider: Provider) -> bool:
+    def normal(text: str) -> str:
+        return text.lower().replace("_", "-")
+
+    return normal(name) in (normal(provider.distribution), normal(provider.plugin))
+
+
+def load_plugins(
+    extra: Iterable[tuple[ModuleType | object, Provider]] = (),
+    selection: PluginSelection = PluginSelection(),
+) -> Plugins:
+    """Import every selected ``mlcbench`` entry point (plus ``extra`` plugin objects) and
+    register them.
 
     A plugin that fails to import or register is recorded in ``failures`` with its
-    distribution and entry point; the others stay usable.
+    distribution and entry point; the others stay usable. Plugins left out by ``selection``
+    are listed in ``blocked``.
     """
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
@@ -99,6 +149,9 @@ def load_plugins(extra: Iterable[tuple[ModuleType | object, Provider]] = ()) -> 
     # mlcbench's own plugins first, so a third party cannot take a built-in's name.
     entry_points.sort(key=lambda pair: (pair[1].distribution != BUILTIN_DISTRIBUTION, pair[0].name))
     for entry_point, provider in entry_points:
+        if not selection.decide(provider):
+            plugins.blocked.append(provider)
+            continue
         try:
             candidates.append((entry_point.load(), provider))
         except Exception as error:
@@ -130,10 +183,20 @@ def load_plugins(extra: Iterable[tuple[ModuleType | object, Provider]] = ()) -> 
     return plugins
 
 
+_selection = PluginSelection()
+
+
+def select_plugins(selection: PluginSelection) -> None:
+    """Set which plugins :func:`default_plugins` loads (the CLI's ``-p`` options)."""
+    global _selection
+    _selection = selection
+    default_plugins.cache_clear()
+
+
 @functools.cache
 def default_plugins() -> Plugins:
-    """The installed plugins, loaded once per process."""
-    return load_plugins()
+    """The selected installed plugins, loaded once per process."""
+    return load_plugins(selection=_selection)
 
 
 def _collect(

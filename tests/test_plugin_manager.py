@@ -355,3 +355,37 @@ def test_every_hookspec_is_prefixed_typed_and_documented() -> None:
         assert list(signature.parameters) == ["register"], name
         assert signature.parameters["register"].annotation != inspect.Parameter.empty, name
         assert signature.return_annotation in (None, "None"), name
+
+
+def test_blocking_a_plugin_leaves_it_out_and_lists_it() -> None:
+    from mlcbench.plugin_manager import PluginSelection
+
+    plugins = load_plugins(selection=PluginSelection(block=("any_class",)))
+    assert "any_class" not in plugins.losses
+    assert "bce" in plugins.losses
+    assert [p.plugin for p in plugins.blocked] == ["any_class"]
+
+
+def test_autoload_off_loads_only_the_named_distributions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlcbench.plugin_manager import PluginSelection
+
+    monkeypatch.setenv("MLCBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+    nothing = load_plugins(selection=PluginSelection.from_options([]))
+    assert len(nothing.losses) == 0 and len(nothing.blocked) >= 7
+    named = load_plugins(selection=PluginSelection.from_options(["MLCBench"]))
+    assert "focal" in named.losses and not named.blocked
+
+
+def test_cli_p_options_reach_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from mlcbench.cli import main
+    from mlcbench.plugin_manager import PluginSelection, select_plugins
+
+    try:
+        assert main(["-p", "no:focal", "plugins"]) == 0
+        out = capsys.readouterr().out
+        assert "blocked: plugin 'focal' from mlcbench" in out
+        assert " focal " not in out.split("blocked:")[0]
+    finally:
+        select_plugins(PluginSelection())
