@@ -8,6 +8,7 @@ crashes (segfault, out-of-memory kill) fails its cell only.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,12 +42,7 @@ def run_on_ray(
         num_cpus=options.cpus_per_cell, num_gpus=options.gpus_per_cell
     )
     # Inside a worker the cell runs in the worker's own process: Ray isolates it already.
-    worker_options = type(options)(
-        force=options.force,
-        retry_failed=options.retry_failed,
-        isolate=False,
-        progress=False,
-    )
+    worker_options = dataclasses.replace(options, isolate=False, progress=False)
     absolute_out = out_dir.resolve()
     futures = {}
     for prefix, cell in pending:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,6 +21,7 @@ import numpy as np
 from mlcbench.cell_lock import cell_lock
 from mlcbench.data import SPLITS, MultiLabelDataset
 from mlcbench.errors import MlcbenchError, PluginError
+from mlcbench.experiment_logging import WandbSettings, finish_wandb, wandb_logger
 from mlcbench.files import remove_stale_temporaries, write_json
 from mlcbench.grid import Cell, ResolvedPlugin, expand
 from mlcbench.isolation import describe_error, run_isolated
@@ -70,6 +71,8 @@ class RunOptions:
     #: Resources each cell asks of Ray.
     cpus_per_cell: float = 1.0
     gpus_per_cell: float = 0.0
+    #: Log every cell to Weights & Biases too (None: CSV logs only).
+    wandb: WandbSettings | None = None
 
 
 def run_benchmark(
@@ -197,12 +200,12 @@ def _train(
     """Train one cell; return ('', '') on success, else the one-line reason it failed and
     the traceback (kept in the cell's failure.json, out of the run's output)."""
     if options.isolate:
-        outcome = run_isolated(train_cell, cell, spec, plugins, out_dir, options.progress)
+        outcome = run_isolated(train_cell, cell, spec, plugins, out_dir, options)
         if outcome.interrupted:
             raise KeyboardInterrupt
         return outcome.reason, outcome.traceback
     try:
-        train_cell(cell, spec, plugins, out_dir, options.progress)
+        train_cell(cell, spec, plugins, out_dir, options)
     except Exception as error:
         return describe_error(error), traceback.format_exc()
     return "", ""
@@ -222,17 +225,24 @@ def _clear(paths: CellPaths) -> None:
 
 
 def train_cell(
-    cell: Cell, spec: BenchmarkSpec, plugins: Plugins, out_dir: Path, progress: bool
+    cell: Cell, spec: BenchmarkSpec, plugins: Plugins, out_dir: Path, options: RunOptions
 ) -> dict[str, Any]:
     """Build the cell's dataset and train it (the body of a cell's own process)."""
-    return run_cell(
+    paths = CellPaths(out_dir, cell.id)
+    wandb = None
+    if options.wandb is not None:
+        wandb = wandb_logger(options.wandb, cell, spec.name, str(paths.root))
+    metrics = run_cell(
         cell,
         build_dataset(cell.dataset),
         spec,
         plugins,
-        CellPaths(out_dir, cell.id),
-        progress=progress,
+        paths,
+        progress=options.progress,
+        loggers=[wandb] if wandb is not None else [],
     )
+    finish_wandb(wandb, metrics)
+    return metrics
 
 
 def build_dataset(dataset: ResolvedPlugin) -> MultiLabelDataset:
@@ -270,6 +280,7 @@ def run_cell(
     paths: CellPaths,
     *,
     progress: bool = True,
+    loggers: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Train one cell, write its scores and metrics; ``metrics.json`` goes last."""
     import pytorch_lightning as pl
@@ -281,7 +292,9 @@ def run_cell(
     module = build_module(cell, dataset, spec.train, plugins)
     runtime = resolve_runtime(spec.train, dataset)
     started, started_at = time.perf_counter(), time.time()
-    trained = train_and_predict(module, dataset, spec.train, runtime, paths.root, progress=progress)
+    trained = train_and_predict(
+        module, dataset, spec.train, runtime, paths.root, progress=progress, loggers=loggers
+    )
     train_seconds = time.perf_counter() - started
     for split_name, probabilities in trained.probabilities.items():
         split = dataset.splits[split_name]

@@ -293,7 +293,12 @@ def quiet_lightning() -> None:
 
 
 def make_trainer(
-    train: TrainConfig, runtime: Runtime, cell_dir: Path, *, progress: bool = True
+    train: TrainConfig,
+    runtime: Runtime,
+    cell_dir: Path,
+    *,
+    progress: bool = True,
+    loggers: Sequence[Any] = (),
 ) -> tuple[pl.Trainer, Any]:
     """The Lightning trainer of a cell and its best-val-mAP checkpoint callback."""
     from pytorch_lightning.callbacks import ModelCheckpoint
@@ -316,7 +321,7 @@ def make_trainer(
         max_epochs=train.epochs,
         gradient_clip_val=train.gradient_clip,
         callbacks=[checkpoints, RandomStates()],
-        logger=CSVLogger(cell_dir, name="logs", version=""),
+        logger=[CSVLogger(cell_dir, name="logs", version=""), *loggers],
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -357,9 +362,12 @@ def train_and_predict(
     cell_dir: Path,
     *,
     progress: bool = True,
+    loggers: Sequence[Any] = (),
 ) -> TrainedCell:
     """Fit, keep the checkpoint with the best validation mAP, predict val and test with it."""
-    trainer, checkpoints = make_trainer(train, runtime, cell_dir, progress=progress)
+    trainer, checkpoints = make_trainer(
+        train, runtime, cell_dir, progress=progress, loggers=loggers
+    )
     loaders = make_loaders(dataset, runtime, train.batch_size)
     # An interrupted cell resumes from its last epoch; weights_only: a checkpoint is data.
     trainer.fit(
