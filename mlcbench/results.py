@@ -13,19 +13,17 @@ from typing import Any
 
 from mlcbench.data import MultiLabelDataset
 from mlcbench.errors import MlcbenchError
+from mlcbench.evaluation import STANDARD_POLICIES, ThresholdPolicy, evaluate_policies
 from mlcbench.files import write_json
 from mlcbench.grid import Cell
-from mlcbench.metrics import evaluate, tuned_thresholds
+from mlcbench.metrics import RankedSplit
 from mlcbench.scores import read_table
 
 SCHEMA_VERSION = 1
 FIXED_THRESHOLD = 0.5
-#: Threshold policies evaluated for every cell: name → Fβ the val search maximises (or None).
-POLICIES: dict[str, float | None] = {
-    "threshold_0.5": None,
-    "val_tuned_f1": 1.0,
-    "val_tuned_f2": 2.0,
-}
+#: Threshold policies evaluated for every cell, by name: ``threshold_0.5``, ``val_tuned_f1``,
+#: ``val_tuned_f2`` (exact search) and ``val_grid_f1``, ``val_grid_f2`` (0.05 … 0.95 grid).
+POLICIES: dict[str, ThresholdPolicy] = {policy.name: policy for policy in STANDARD_POLICIES}
 
 
 @dataclass(frozen=True)
@@ -101,29 +99,23 @@ def _read_split(paths: CellPaths, cell: Cell, split: str) -> tuple[Any, Any]:
 def evaluate_cell(
     cell: Cell, dataset: MultiLabelDataset, paths: CellPaths, training: dict[str, Any]
 ) -> dict[str, Any]:
-    """Score val and test under every threshold policy and write ``metrics.json``."""
+    """Score val and test under every threshold policy and write ``metrics.json``.
+
+    Each policy's result records the policy and the thresholds it chose
+    (``threshold_policy``, see :meth:`mlcbench.evaluation.ThresholdPolicy.record`).
+    """
     class_names = list(dataset.class_names)
     weights = dict(dataset.class_weights) if dataset.class_weights else None
-    val_probabilities, val_labels = _read_split(paths, cell, "val")
-    test_probabilities, test_labels = _read_split(paths, cell, "test")
-    results: dict[str, Any] = {"val": {}, "test": {}}
-    for policy, beta in POLICIES.items():
-        thresholds: Any = (
-            FIXED_THRESHOLD
-            if beta is None
-            else tuned_thresholds(val_probabilities, val_labels, beta)
-        )
-        for split, probabilities, labels in (
-            ("val", val_probabilities, val_labels),
-            ("test", test_probabilities, test_labels),
-        ):
-            block = evaluate(probabilities, labels, thresholds, class_names, class_weights=weights)
-            block["threshold_policy"] = (
-                f"fixed {FIXED_THRESHOLD}"
-                if beta is None
-                else f"per class, maximising F{beta:g} on the val split"
-            )
-            results[split][policy] = block
+    # Each split is ranked once; every policy's thresholds come from val.
+    val = RankedSplit(*_read_split(paths, cell, "val"))
+    test = RankedSplit(*_read_split(paths, cell, "test"))
+    results = evaluate_policies(
+        {"val": val, "test": test},
+        class_names,
+        POLICIES.values(),
+        val=val,
+        class_weights=weights,
+    )
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "cell_id": cell.id,

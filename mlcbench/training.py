@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from mlcbench.data import MultiLabelDataset
 from mlcbench.errors import MlcbenchError
-from mlcbench.metrics import average_precision_per_class
 from mlcbench.spec import TrainConfig
+from mlcbench.validation_metric import MultiLabelAveragePrecision
 
 MONITOR = "val/map"
 LOG_EVERY_N_STEPS = 10
@@ -85,8 +85,8 @@ class MultiLabelModule(pl.LightningModule):
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-        self._val_probabilities: list[Tensor] = []
-        self._val_labels: list[Tensor] = []
+        # Collects every process's validation images and scores them together under DDP.
+        self.val_map = MultiLabelAveragePrecision()
         self._train_loss = torch.zeros(())
         self._train_steps = 0
         self._val_loss = torch.zeros(())
@@ -131,33 +131,22 @@ class MultiLabelModule(pl.LightningModule):
         logits = self(images)
         self._val_loss = self._val_loss + self.loss(logits, labels).detach()
         self._val_steps += 1
-        self._val_probabilities.append(torch.sigmoid(logits.float()))
-        self._val_labels.append(labels)
+        self.val_map.update(torch.sigmoid(logits.float()), labels)
 
     def on_validation_epoch_end(self) -> None:
         # Every process scores the whole validation split, so the monitored mAP agrees.
-        probabilities = self._gather(self._val_probabilities)
-        labels = self._gather(self._val_labels)
-        self._val_probabilities.clear()
-        self._val_labels.clear()
-        if not bool(torch.isfinite(probabilities).all()):
+        mean_ap = self.val_map.compute()
+        self.val_map.reset()
+        if not bool(torch.isfinite(mean_ap)):
             raise DivergedError(
                 f"the model's validation outputs are NaN at epoch {self.current_epoch}; "
                 "lower train.lr or check the data"
             )
-        per_class = average_precision_per_class(probabilities.double().numpy(), labels.numpy())
-        mean_ap = float(np.nanmean(per_class)) if np.isfinite(per_class).any() else 0.0
         self.log(MONITOR, mean_ap, prog_bar=True, sync_dist=False)
         if self._val_steps:
             self.log("val/loss", self._val_loss / self._val_steps, sync_dist=True)
         self._val_loss = torch.zeros((), device=self.device)
         self._val_steps = 0
-
-    def _gather(self, batches: list[Tensor]) -> Tensor:
-        local = torch.cat(batches)
-        gathered = self.all_gather(local)
-        assert isinstance(gathered, Tensor)
-        return gathered.reshape(-1, local.shape[1]).cpu()
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_index: int) -> Tensor:
         images, _ = batch

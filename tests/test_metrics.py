@@ -16,19 +16,23 @@ from sklearn.metrics import (
     f1_score,
     fbeta_score,
     precision_recall_fscore_support,
+    roc_auc_score,
 )
 
 from mlcbench import metrics
 from mlcbench.metrics import (
+    SEWERML_CLASS_WEIGHTS,
     THRESHOLD_GRID,
+    RankedSplit,
     average_precision_per_class,
     evaluate,
     fbeta,
     grid_thresholds,
+    roc_auc_per_class,
     tuned_thresholds,
 )
 
-PROPERTY_SETTINGS = settings(max_examples=40, deadline=None)
+PROPERTY_SETTINGS = settings(max_examples=60, deadline=None)
 
 
 def sklearn_ap_per_class(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -36,6 +40,18 @@ def sklearn_ap_per_class(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.array(
         [
             average_precision_score(labels[:, c], probs[:, c]) if labels[:, c].any() else np.nan
+            for c in range(labels.shape[1])
+        ]
+    )
+
+
+def sklearn_roc_auc_per_class(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """scikit-learn's ROC-AUC per class, NaN where the class lacks a positive or a negative."""
+    return np.array(
+        [
+            roc_auc_score(labels[:, c], probs[:, c])
+            if 0 < labels[:, c].sum() < len(labels)
+            else np.nan
             for c in range(labels.shape[1])
         ]
     )
@@ -54,8 +70,12 @@ def names(count: int) -> list[str]:
 
 @st.composite
 def splits(draw, min_classes: int = 1):
-    """(probs, labels); scores often drawn from a few values so ties are common."""
-    images = draw(st.integers(1, 30))
+    """(probs, labels); scores often drawn from a few values so ties are common.
+
+    Single-image splits, all-negative splits and classes without a positive (or without a
+    negative) are each drawn often, not left to chance.
+    """
+    images = draw(st.one_of(st.just(1), st.integers(1, 30)))
     classes = draw(st.integers(min_classes, 5))
     shape = (images, classes)
     if draw(st.booleans()):
@@ -64,6 +84,11 @@ def splits(draw, min_classes: int = 1):
         values = st.floats(0.0, 1.0, allow_nan=False, allow_subnormal=True)
     probs = draw(arrays(np.float64, shape, elements=values))
     labels = draw(arrays(np.int8, shape, elements=st.integers(0, 1)))
+    shape_of_labels = draw(st.sampled_from(["random", "all negative", "constant class"]))
+    if shape_of_labels == "all negative":
+        labels[:] = 0
+    elif shape_of_labels == "constant class":
+        labels[:, draw(st.integers(0, classes - 1))] = draw(st.integers(0, 1))
     return probs, labels
 
 
@@ -357,6 +382,7 @@ def test_macro_and_micro_by_hand():
     assert result["micro_f1"] == pytest.approx(2 / 3)
     assert result["per_class"]["c"] == {
         "ap": None,
+        "roc_auc": None,
         "precision": 0.0,
         "recall": 0.0,
         "f1": 0.0,
@@ -465,3 +491,189 @@ def test_bad_evaluate_arguments_raise_value_error():
         evaluate(HAND_PROBS, HAND_LABELS, 0.5, HAND_NAMES, class_weights={"a": 1, "b": 1})
     with pytest.raises(ValueError, match="beta"):
         tuned_thresholds(HAND_PROBS, HAND_LABELS, -1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# ROC-AUC
+# --------------------------------------------------------------------------------------------
+
+
+@PROPERTY_SETTINGS
+@given(splits())
+def test_roc_auc_property_equals_sklearn(split):
+    probs, labels = split
+    np.testing.assert_allclose(
+        roc_auc_per_class(probs, labels),
+        sklearn_roc_auc_per_class(probs, labels),
+        rtol=0,
+        atol=1e-12,
+    )
+
+
+def test_roc_auc_equals_sklearn_with_ties_and_over_several_class_blocks(monkeypatch):
+    monkeypatch.setattr(metrics, "_CLASS_BLOCK_ELEMENTS", 64)
+    probs, labels = random_split(12, 300, 20, positive_rate=0.2)
+    probs = np.round(probs, 1)
+    labels[:, 3] = 0
+    labels[:, 4] = 1
+    expected = sklearn_roc_auc_per_class(probs, labels)
+    assert np.isnan(expected[[3, 4]]).all()
+    np.testing.assert_allclose(roc_auc_per_class(probs, labels), expected, rtol=0, atol=1e-12)
+
+
+def test_roc_auc_in_evaluate_averages_classes_with_both_kinds_and_names_the_rest():
+    probs, labels = random_split(13, 120, 4, positive_rate=0.3)
+    labels[:, 1] = 1
+    labels[:, 2] = 0
+    result = evaluate(probs, labels, 0.5, names(4))
+    expected = sklearn_roc_auc_per_class(probs, labels)
+    assert result["roc_auc"] == pytest.approx(np.nanmean(expected), abs=1e-12)
+    assert result["classes_without_negatives"] == ["class1"]
+    assert result["classes_without_positives"] == ["class2"]
+    assert result["per_class"]["class1"]["roc_auc"] is None
+    assert result["per_class"]["class0"]["roc_auc"] == pytest.approx(expected[0], abs=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics restricted to positive images
+# --------------------------------------------------------------------------------------------
+
+
+def assert_positive_image_block_equals_sklearn(probs, labels, thresholds, result):
+    """The ``positive_images`` block equals scikit-learn on the rows that carry a label."""
+    rows = labels.any(axis=1)
+    block = result["positive_images"]
+    assert block["images"] == int(rows.sum())
+    sub_probs, sub_labels = probs[rows], labels[rows]
+    if not rows.any():
+        assert block["map"] is None
+        assert block["roc_auc"] is None
+        return
+    ap = sklearn_ap_per_class(sub_probs, sub_labels)
+    roc = sklearn_roc_auc_per_class(sub_probs, sub_labels)
+    predicted = (sub_probs >= thresholds).astype(np.int64)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        sub_labels, predicted, average=None, zero_division=0
+    )
+    f2 = fbeta_score(sub_labels, predicted, beta=2, average=None, zero_division=0)
+    has_positive = sub_labels.sum(axis=0) > 0
+    assert block["map"] == pytest.approx(ap[has_positive].mean(), abs=1e-12)
+    if np.isnan(roc).all():
+        assert block["roc_auc"] is None
+    else:
+        assert block["roc_auc"] == pytest.approx(np.nanmean(roc), abs=1e-12)
+    assert block["macro_f1"] == pytest.approx(f1[has_positive].mean(), abs=1e-12)
+    assert block["macro_f2"] == pytest.approx(f2[has_positive].mean(), abs=1e-12)
+    assert block["macro_precision"] == pytest.approx(precision[has_positive].mean(), abs=1e-12)
+    micro = precision_recall_fscore_support(sub_labels, predicted, average="micro", zero_division=0)
+    assert block["micro_precision"] == pytest.approx(micro[0], abs=1e-12)
+    assert block["micro_f1"] == pytest.approx(micro[2], abs=1e-12)
+    for index, name in enumerate(names(labels.shape[1])):
+        row = block["per_class"][name]
+        assert row["precision"] == pytest.approx(precision[index], abs=1e-12)
+        assert row["recall"] == pytest.approx(recall[index], abs=1e-12)
+        assert row["f2"] == pytest.approx(f2[index], abs=1e-12)
+        if has_positive[index]:
+            assert row["ap"] == pytest.approx(ap[index], abs=1e-12)
+        if np.isnan(roc[index]):
+            assert row["roc_auc"] is None
+        else:
+            assert row["roc_auc"] == pytest.approx(roc[index], abs=1e-12)
+
+
+@PROPERTY_SETTINGS
+@given(splits(min_classes=2), st.sampled_from([0.5, 0.25, 1.0]))
+def test_positive_image_metrics_equal_sklearn_on_the_positive_rows(split, threshold):
+    probs, labels = split
+    result = evaluate(probs, labels, threshold, names(labels.shape[1]))
+    assert_positive_image_block_equals_sklearn(probs, labels, threshold, result)
+
+
+@pytest.mark.parametrize("negative_share", [0.9, 0.1])
+def test_positive_image_metrics_whichever_image_set_is_smaller(monkeypatch, negative_share):
+    """The positive-image counts come from the smaller image set; both ways give the same."""
+    monkeypatch.setattr(metrics, "_CLASS_BLOCK_ELEMENTS", 256)
+    rng = np.random.default_rng(14)
+    probs = np.round(rng.random((400, 12)), 2)
+    labels = (rng.random((400, 12)) < 0.2) & (rng.random((400, 1)) > negative_share)
+    thresholds = rng.random(12)
+    result = evaluate(probs, labels, thresholds, names(12))
+    assert_positive_image_block_equals_sklearn(probs, labels, thresholds, result)
+
+
+# --------------------------------------------------------------------------------------------
+# RankedSplit, the grid edge cases and Sewer-ML's weights
+# --------------------------------------------------------------------------------------------
+
+
+def test_ranked_split_answers_like_the_functions_and_can_be_reused():
+    probs, labels = random_split(15, 500, 5, positive_rate=0.1)
+    split = RankedSplit(probs, labels)
+    thresholds = split.tuned_thresholds(2.0)
+    np.testing.assert_array_equal(thresholds, tuned_thresholds(probs, labels, 2.0))
+    np.testing.assert_array_equal(split.grid_thresholds(1.0), grid_thresholds(probs, labels, 1.0))
+    first = split.evaluate(thresholds, names(5))
+    assert split.evaluate(thresholds, names(5)) == first
+    assert first == evaluate(probs, labels, thresholds, names(5))
+    # Callers get copies: changing one leaves the split's cached values alone.
+    split.average_precision()[:] = 0
+    np.testing.assert_array_equal(
+        split.average_precision(), average_precision_per_class(probs, labels)
+    )
+
+
+def test_grid_counts_scores_exactly_at_and_next_to_grid_values():
+    grid = np.asarray(THRESHOLD_GRID)
+    below = np.nextafter(grid, 0.0)
+    above = np.nextafter(grid, 1.0)
+    scores = np.concatenate([grid, below, above, [0.0, 1.0]])
+    probs = np.stack([scores, scores[::-1]], axis=1)
+    levels = metrics._grid_levels(probs, grid)
+    expected = (probs[:, :, None] >= grid).sum(axis=2)
+    np.testing.assert_array_equal(levels, expected)
+
+
+def test_single_image_split():
+    probs = np.array([[0.7, 0.2, 0.5]])
+    labels = np.array([[1, 0, 0]])
+    result = evaluate(probs, labels, 0.5, HAND_NAMES)
+    assert result["map"] == 1.0
+    assert result["roc_auc"] is None
+    assert result["classes_without_negatives"] == ["a"]
+    assert result["positive_images"]["images"] == 1
+    assert result["positive_images"]["micro_precision"] == 0.5
+    assert tuned_thresholds(probs, labels, 1.0).tolist() == [0.7, 0.5, 0.5]
+
+
+def test_sewerml_class_weights_are_the_design_table():
+    assert len(SEWERML_CLASS_WEIGHTS) == 17
+    assert SEWERML_CLASS_WEIGHTS["RB"] == 1.0
+    assert SEWERML_CLASS_WEIGHTS["OK"] == 0.4396
+    assert min(SEWERML_CLASS_WEIGHTS, key=SEWERML_CLASS_WEIGHTS.__getitem__) == "AF"
+    with pytest.raises(TypeError):
+        SEWERML_CLASS_WEIGHTS["RB"] = 2.0  # type: ignore[index]
+
+
+def test_metrics_at_scale_equal_sklearn():
+    """Many images and classes, several blocks on threads: AP, ROC-AUC, thresholds."""
+    rng = np.random.default_rng(16)
+    probs = rng.random((20000, 60)) ** 3
+    labels = rng.random((20000, 60)) < 0.03
+    split = RankedSplit(probs, labels)
+    columns = [0, 17, 59]
+    np.testing.assert_allclose(
+        split.average_precision()[columns],
+        sklearn_ap_per_class(probs[:, columns], labels[:, columns]),
+        rtol=0,
+        atol=1e-12,
+    )
+    np.testing.assert_allclose(
+        split.roc_auc()[columns],
+        sklearn_roc_auc_per_class(probs[:, columns], labels[:, columns]),
+        rtol=0,
+        atol=1e-12,
+    )
+    np.testing.assert_array_equal(
+        split.tuned_thresholds(2.0)[columns],
+        tuned_thresholds(probs[:, columns], labels[:, columns], 2.0),
+    )
