@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlcbench import __version__
+from mlcbench.data_commands import add_data_parser, run_data_command
 from mlcbench.errors import MlcbenchError
 
 EXAMPLES = """\
@@ -18,6 +19,7 @@ examples:
   mlcbench run benchmarks/quickstart.yaml --dry-run  list the cells without training
   mlcbench plugins                                   datasets, backbones, losses installed
   mlcbench leaderboard runs/quickstart               rebuild a leaderboard from results
+  mlcbench data summary benchmarks/coco.yaml         images, negatives, classes per split
 """
 
 
@@ -67,9 +69,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="also re-run cells that failed in an earlier run (by default they are reported)",
     )
     run.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a spec variable ${NAME}, e.g. a data folder (overrides the environment); "
+        "repeatable",
+    )
+    run.add_argument(
         "--in-process",
         action="store_true",
         help="train cells in this process instead of one process each (for debugging)",
+    )
+    run.add_argument(
+        "--wandb",
+        metavar="PROJECT",
+        help="also log every cell to this Weights & Biases project (grouped by benchmark)",
+    )
+    run.add_argument("--wandb-entity", metavar="ENTITY", help="W&B team or user")
+    run.add_argument(
+        "--wandb-mode",
+        choices=["online", "offline", "disabled"],
+        default="online",
+        help="offline writes runs locally for a later 'wandb sync'",
     )
     run.add_argument(
         "--executor",
@@ -108,7 +130,76 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
+    add_data_parser(commands)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score any score CSV against its labels (no training)",
+        description="Score a score CSV (image_id, then one probability column per class) "
+        "against a label CSV of the same layout, at a fixed threshold or with per-class "
+        "thresholds tuned on val score and label files; print a summary, optionally write JSON.",
+        epilog="examples:\n  mlcbench evaluate scores_test.csv --labels test.csv --json out.json\n"
+        "  mlcbench evaluate scores_test.csv --labels test.csv --val-scores scores_val.csv "
+        "--val-labels val.csv --beta 2 --class-weights sewerml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("scores", type=Path, help="score CSV: image_id, one column per class")
+    evaluate.add_argument("--labels", type=Path, required=True, help="label CSV (0/1)")
+    evaluate.add_argument("--val-scores", type=Path, help="val score CSV to tune thresholds on")
+    evaluate.add_argument("--val-labels", type=Path, help="val label CSV")
+    evaluate.add_argument(
+        "--beta", type=float, help="with val files: the Fβ each threshold maximises (default 1)"
+    )
+    evaluate.add_argument(
+        "--search",
+        choices=["exact", "grid"],
+        help="with val files: every distinct val score (default) or 0.05, 0.10, …, 0.95",
+    )
+    evaluate.add_argument(
+        "--threshold", type=float, help="without val files: one threshold for all (default 0.5)"
+    )
+    evaluate.add_argument(
+        "--class-weights",
+        metavar="sewerml|FILE",
+        help="adds CIW-F2: 'sewerml', a JSON object or a CSV with header class,weight",
+    )
+    evaluate.add_argument("--json", type=Path, metavar="OUT.json", help="write the result here")
+    evaluate.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    explain = commands.add_parser(
+        "explain",
+        help="draw what a loss term rewards (any_class: its loss over two class probabilities)",
+        epilog="example:\n  mlcbench explain any_class --out any_class.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    explain.add_argument("term", choices=["any_class"], help="the term to draw")
+    explain.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    explain.add_argument(
+        "--betas",
+        default="0.02,0.1,0.5,1",
+        help="comma-separated λ values, one panel each (default 0.02,0.1,0.5,1)",
+    )
+    explain.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     return parser
+
+
+def command_explain(args: argparse.Namespace) -> int:
+    from mlcbench.explain import explain_any_class
+    from mlcbench.options import coerce
+
+    betas = [coerce(_number(text), float, "--betas") for text in args.betas.split(",")]
+    print(f"Wrote {explain_any_class(args.out, betas)}")
+    return 0
+
+
+def _number(text: str) -> object:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,6 +217,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_run(args)
         if args.command == "plugins":
             return command_plugins()
+        if args.command == "explain":
+            return command_explain(args)
+        if args.command == "data":
+            return run_data_command(args)
+        if args.command == "evaluate":
+            from mlcbench.evaluation import command_evaluate
+
+            return command_evaluate(args)
         return command_leaderboard(args)
     except MlcbenchError as error:
         if args.debug:
@@ -149,9 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def command_run(args: argparse.Namespace) -> int:
     from mlcbench.grid import expand
     from mlcbench.plugin_manager import default_plugins
-    from mlcbench.spec import load_spec
+    from mlcbench.spec import load_spec, parse_variables
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, parse_variables(args.var))
     plugins = default_plugins()
     _report_failures(plugins)
     if args.dry_run:
@@ -163,6 +262,7 @@ def command_run(args: argparse.Namespace) -> int:
             )
         print(f"{len(cells)} cells")
         return 0
+    from mlcbench.experiment_logging import WandbSettings
     from mlcbench.runner import RunOptions, run_benchmark
 
     out_dir = args.out or Path("runs") / spec.name
@@ -182,6 +282,11 @@ def command_run(args: argparse.Namespace) -> int:
             ray_address=args.ray_address,
             cpus_per_cell=args.cpus_per_cell,
             gpus_per_cell=args.gpus_per_cell,
+            wandb=(
+                WandbSettings(args.wandb, args.wandb_entity, args.wandb_mode)
+                if args.wandb
+                else None
+            ),
         ),
     )
     board = f", leaderboard {summary.leaderboard}" if summary.leaderboard else ""

@@ -3,14 +3,21 @@
 This module checks the *shape* of a spec (keys, types, loss syntax). Whether the named
 plugins exist and accept the given options is checked by :mod:`mlcbench.grid`, which has the
 plugin registries; both run before anything trains.
+
+String values may name variables, so a spec need not hard-code where data lives:
+``${NAME}`` takes the value from ``--var NAME=VALUE`` or else the environment,
+``${NAME:-default}`` falls back to a default, ``${NAME:?what it is}`` says in the error what
+to set it to, and ``$$`` is a literal ``$``. An unset variable fails with one line that
+names its place and the variable.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +32,21 @@ DEFAULT_CLASS_BALANCE_BETA = 0.9999
 LOSS_JOINER = "+"
 MAX_SEED = 2**32 - 1
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: ``$$``, ``${NAME}``, ``${NAME:-default}``, ``${NAME:?hint}``, or (last) anything else
+#: that starts like a reference, which is an error.
+_VARIABLE = re.compile(
+    r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<op>[-?])(?P<arg>[^}]*))?\}"
+    r"|(?P<bad>\$\{[^}]*\}?)"
+)
+_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Reference metrics as written in a spec → the metric names of ``metrics.json``.
+REFERENCE_METRICS = {
+    "f1": "macro_f1",
+    "f2": "macro_f2",
+    "ciw_f2": "ciw_f2",
+    "map": "map",
+    "f1_neg": "f1_neg",
+}
 
 
 @dataclass(frozen=True)
@@ -116,6 +138,51 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ReferenceRow:
+    """One published result for a dataset × backbone × loss; metrics in percent."""
+
+    #: A dataset of the spec, by its display name (label or plugin name).
+    dataset: str
+    #: The backbone as the source names it, e.g. ``TResNet-L``.
+    backbone: str
+    #: The loss as the source names it, e.g. ``bce+any_class``.
+    loss: str
+    #: Macro F1.
+    f1: float | None = None
+    #: Macro F2.
+    f2: float | None = None
+    #: Class-importance-weighted F2 (Sewer-ML).
+    ciw_f2: float | None = None
+    #: Mean average precision.
+    map: float | None = None
+    #: F1 of the image-level "nothing fires" decision.
+    f1_neg: float | None = None
+    where: str = field(default="", compare=False)
+
+    def metrics(self) -> dict[str, float]:
+        """The metrics given, keyed by their ``metrics.json`` names, in percent."""
+        return {
+            REFERENCE_METRICS[key]: value
+            for key in REFERENCE_METRICS
+            if (value := getattr(self, key)) is not None
+        }
+
+
+@dataclass(frozen=True)
+class ReferenceResults:
+    """Published numbers a leaderboard may show beside measured ones, labelled as reference."""
+
+    #: Where the numbers come from (paper, table).
+    source: str
+    rows: tuple[ReferenceRow, ...]
+    #: The split they were measured on.
+    split: Literal["train", "val", "test"] = "val"
+    #: The fixed decision threshold they were measured at.
+    threshold: float = 0.5
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class BenchmarkSpec:
     """A whole benchmark: every dataset × backbone × loss × seed is one cell."""
 
@@ -130,10 +197,12 @@ class BenchmarkSpec:
     description: str = ""
     #: The file it came from, for messages.
     source: str = field(default="<spec>", compare=False)
+    #: Published numbers to show as reference rows (optional).
+    reference: tuple[ReferenceResults, ...] = ()
 
 
-def load_spec(path: str | Path) -> BenchmarkSpec:
-    """Read and check a benchmark spec file."""
+def load_spec(path: str | Path, variables: Mapping[str, str] | None = None) -> BenchmarkSpec:
+    """Read and check a benchmark spec file; ``variables`` override the environment."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: no such spec file; check the path (see benchmarks/*.yaml)")
@@ -145,16 +214,29 @@ def load_spec(path: str | Path) -> BenchmarkSpec:
         problem = getattr(error, "problem", None) or "malformed YAML"
         raise SpecError(f"{path}: not valid YAML{at}: {problem}") from None
     try:
-        return parse_spec(raw, source=str(path))
+        return parse_spec(raw, source=str(path), variables=variables)
     except SpecError as error:
         raise SpecError(f"{path}: {error}") from None
 
 
-def parse_spec(raw: Any, *, source: str = "<spec>") -> BenchmarkSpec:
-    """Check a spec already parsed from YAML (a mapping)."""
+def parse_spec(
+    raw: Any, *, source: str = "<spec>", variables: Mapping[str, str] | None = None
+) -> BenchmarkSpec:
+    """Check a spec already parsed from YAML (a mapping); fill in ``${VAR}`` references from
+    ``variables``, then the environment."""
     if not isinstance(raw, Mapping):
         raise SpecError("a spec is a mapping with keys name, datasets, backbones, losses, …")
-    known = ("name", "description", "datasets", "backbones", "losses", "seeds", "train")
+    raw = interpolate(raw, variables)
+    known = (
+        "name",
+        "description",
+        "datasets",
+        "backbones",
+        "losses",
+        "seeds",
+        "train",
+        "reference",
+    )
     for key in raw:
         if key not in known:
             raise unknown_key_error(str(key), known, "spec", "key")
@@ -169,16 +251,154 @@ def parse_spec(raw: Any, *, source: str = "<spec>") -> BenchmarkSpec:
     # Leaderboard rows are keyed by backbone and loss names, so two backbones may not share one.
     backbones = _plugins(raw, "backbones")
     _reject_duplicate_labels(backbones)
+    datasets = _plugins(raw, "datasets")
+    reference = raw.get("reference")
     return BenchmarkSpec(
         name=name,
         description=coerce(raw.get("description", ""), str, "description"),
-        datasets=_plugins(raw, "datasets"),
+        datasets=datasets,
         backbones=backbones,
         losses=losses,
         seeds=_seeds(raw.get("seeds", [0])),
         train=parse_train({} if raw.get("train") is None else raw["train"]),
         source=source,
+        reference=() if reference is None else parse_reference(reference, datasets),
     )
+
+
+def interpolate(raw: Any, variables: Mapping[str, str] | None = None, where: str = "") -> Any:
+    """``raw`` with every ``${VAR}`` in its string values replaced (see the module doc).
+
+    ``variables`` take precedence over the environment. Keys are left alone; substituted
+    text is not scanned again.
+    """
+    if isinstance(raw, str):
+        return _substitute(raw, variables or {}, where or "spec")
+    if isinstance(raw, Mapping):
+        return {
+            key: interpolate(value, variables, f"{where}.{key}" if where else str(key))
+            for key, value in raw.items()
+        }
+    if isinstance(raw, list):
+        return [interpolate(item, variables, f"{where}[{i}]") for i, item in enumerate(raw)]
+    return raw
+
+
+def _substitute(text: str, variables: Mapping[str, str], where: str) -> str:
+    if "$" not in text:
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        if match.group("bad") is not None:
+            raise SpecError(
+                f"{where}: malformed variable reference {match.group('bad')!r}; write ${{NAME}}, "
+                "${NAME:-default} or ${NAME:?description}, and $$ for a literal $"
+            )
+        name, op, arg = match.group("name"), match.group("op"), match.group("arg")
+        value = variables.get(name, os.environ.get(name))
+        if value:
+            return value
+        if op == "-":
+            return arg or ""
+        state = "is not set" if value is None else "is empty"
+        target = f"set it to {arg.strip()}," if op == "?" and arg.strip() else "set it"
+        raise SpecError(
+            f"{where}: environment variable {name} {state}; {target} or pass --var {name}=VALUE"
+        )
+
+    return _VARIABLE.sub(replace, text)
+
+
+def parse_variables(assignments: Iterable[str]) -> dict[str, str]:
+    """``["NAME=VALUE", ...]`` (from ``--var``) as a mapping; the last of a repeated name wins."""
+    variables: dict[str, str] = {}
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not equals or not _VARIABLE_NAME.match(name):
+            raise SpecError(f"--var: expected NAME=VALUE, got {assignment!r}")
+        variables[name] = value
+    return variables
+
+
+def parse_reference(raw: Any, datasets: tuple[PluginSpec, ...]) -> tuple[ReferenceResults, ...]:
+    """``reference``: one block (a mapping) or a list of blocks of published numbers."""
+    if isinstance(raw, Mapping):
+        return (_reference_block(raw, "reference", datasets),)
+    if not isinstance(raw, list) or not raw:
+        raise SpecError(f"reference: expected a mapping (or a list of them), got {raw!r}")
+    return tuple(
+        _reference_block(block, f"reference[{i}]", datasets) for i, block in enumerate(raw)
+    )
+
+
+def _reference_block(raw: Any, where: str, datasets: tuple[PluginSpec, ...]) -> ReferenceResults:
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where}: expected a mapping with source and rows, got {raw!r}")
+    known = ("source", "split", "threshold", "note", "rows")
+    for key in raw:
+        if key not in known:
+            raise unknown_key_error(str(key), known, where, "key")
+    for key in ("source", "rows"):
+        if key not in raw:
+            raise SpecError(f"{where}: missing {key!r}; a reference needs source and rows")
+    source = coerce(raw["source"], str, f"{where}.source")
+    if not source.strip():
+        raise SpecError(f"{where}.source: say where the numbers come from")
+    threshold = coerce(raw.get("threshold", 0.5), float, f"{where}.threshold")
+    if not 0.0 < threshold < 1.0:
+        raise SpecError(f"{where}.threshold: must lie in (0, 1), got {threshold}")
+    rows_raw = raw["rows"]
+    if not isinstance(rows_raw, list) or not rows_raw:
+        raise SpecError(f"{where}.rows: expected a non-empty list, got {rows_raw!r}")
+    names = [dataset.display_name for dataset in datasets]
+    rows: list[ReferenceRow] = []
+    seen: dict[tuple[str, str, str], str] = {}
+    for index, row in enumerate(rows_raw):
+        row_where = f"{where}.rows[{index}]"
+        parsed = _reference_row(row, row_where, names)
+        identity = (parsed.dataset, parsed.backbone, parsed.loss)
+        if identity in seen:
+            raise SpecError(f"{row_where}: repeats {seen[identity]} (same dataset, backbone, loss)")
+        seen[identity] = row_where
+        rows.append(parsed)
+    return ReferenceResults(
+        source=source,
+        rows=tuple(rows),
+        split=coerce(raw.get("split", "val"), Literal["train", "val", "test"], f"{where}.split"),
+        threshold=threshold,
+        note=coerce(raw.get("note", ""), str, f"{where}.note"),
+    )
+
+
+def _reference_row(raw: Any, where: str, dataset_names: list[str]) -> ReferenceRow:
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where}: expected a mapping with dataset, backbone, loss, metrics")
+    known = ("dataset", "backbone", "loss", *REFERENCE_METRICS)
+    for key in raw:
+        if key not in known:
+            raise unknown_key_error(str(key), known, where, "key")
+    texts = {}
+    for key in ("dataset", "backbone", "loss"):
+        if key not in raw:
+            raise SpecError(f"{where}: missing {key!r}")
+        texts[key] = coerce(raw[key], str, f"{where}.{key}").strip()
+        if not texts[key]:
+            raise SpecError(f"{where}.{key}: empty")
+    if texts["dataset"] not in dataset_names:
+        raise unknown_key_error(texts["dataset"], dataset_names, f"{where}.dataset", "dataset")
+    metrics: dict[str, Any] = {}
+    for key in REFERENCE_METRICS:
+        if key in raw:
+            value = coerce(raw[key], float, f"{where}.{key}")
+            if not 0.0 <= value <= 100.0:
+                raise SpecError(f"{where}.{key}: a percentage in [0, 100], got {value}")
+            metrics[key] = value
+    if not metrics:
+        raise SpecError(f"{where}: give at least one of {', '.join(REFERENCE_METRICS)}")
+    row = ReferenceRow(texts["dataset"], texts["backbone"], texts["loss"], where=where)
+    return dataclasses.replace(row, **metrics)
 
 
 def parse_train(raw: Any) -> TrainConfig:

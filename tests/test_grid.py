@@ -173,7 +173,7 @@ def test_stable_hash_is_key_order_independent() -> None:
         (
             {"datasets": ["negdigit"]},
             "datasets[0]: unknown dataset 'negdigit' — did you mean 'negdigits'? "
-            "(known: negdigits)",
+            "(known: chestxray14, coco, csv, negdigits, sewerml)",
         ),
         (
             {"backbones": ["smallcnn", "smalcnn"]},

@@ -29,7 +29,7 @@ from mlcbench.plugin_manager import (
 )
 
 BUILT_INS = {
-    "datasets": ["negdigits"],
+    "datasets": ["chestxray14", "coco", "csv", "negdigits", "sewerml"],
     "backbones": ["smallcnn", "timm/*", "torchvision/*"],
     "losses": ["any_class", "asl", "bce", "focal"],
 }
@@ -264,7 +264,7 @@ def test_extra_plugin_objects_register_several_things() -> None:
     provider = Provider("inline", "inline-dist", "9.9")
     plugins = load_plugins([(module, provider)])
     assert plugins.failures == []
-    assert {"one", "two", "negdigits"} == set(plugins.datasets.names())
+    assert {"one", "two", *BUILT_INS["datasets"]} == set(plugins.datasets.names())
     entry, variant = plugins.backbones.lookup("fam/a")
     assert variant == "a"
     assert entry.variants is not None and list(entry.variants()) == ["a", "b"]

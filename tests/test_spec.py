@@ -143,7 +143,7 @@ def test_unknown_top_level_key_with_suggestion(minimal_raw: dict[str, Any]) -> N
     message = spec_error(with_(minimal_raw, dataset=["negdigits"]))
     assert message == (
         "spec: unknown key 'dataset' — did you mean 'datasets'? "
-        "(known: backbones, datasets, description, losses, name, seeds, train)"
+        "(known: backbones, datasets, description, losses, name, reference, seeds, train)"
     )
 
 
