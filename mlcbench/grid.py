@@ -33,7 +33,10 @@ class ResolvedPlugin:
     options: Mapping[str, Any]
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.spec.name, "options": dict(self.options)}
+        """Name and options as they identify the plugin: an option that came from a
+        ``${VARIABLE}`` (a data folder, say) is stated as written, not as expanded here."""
+        options = {name: self.spec.written.get(name, value) for name, value in self.options.items()}
+        return {"name": self.spec.name, "options": options}
 
     @property
     def key(self) -> str:

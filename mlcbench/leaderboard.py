@@ -274,17 +274,21 @@ def _table(rows: dict[tuple[str, str], tuple[int, list[tuple[float, float | None
 def _dataset_summary(manifest: dict[str, Any] | None) -> str:
     if manifest is None:
         return "(dataset manifest missing)\n"
-    rows = []
+    rows, notes = [], []
     for split, facts in manifest["splits"].items():
         images, negatives = facts["images"], facts["negatives"]
         share = f"{100 * negatives / images:.1f}%" if images else "—"
-        rows.append([split, images, negatives, share, len(facts["class_counts"])])
+        rows.append(
+            [split, images, negatives, share, len(facts["class_counts"]), facts.get("skipped", 0)]
+        )
+        if facts.get("note"):
+            notes.append(f"- {split}: {_escape(facts['note'])}")
     table = tabulate(
         rows,
-        headers=["Split", "Images", "Negatives", "Negative share", "Classes"],
+        headers=["Split", "Images", "Negatives", "Negative share", "Classes", "Skipped unreadable"],
         tablefmt="github",
     )
-    return table + "\n"
+    return table + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 
 def _provenance(cells: list[dict[str, Any]]) -> str:

@@ -59,6 +59,9 @@ class PluginSpec:
     label: str = ""
     #: Where it was written, e.g. ``datasets[0]``; used in error messages only.
     where: str = field(default="", compare=False)
+    #: Options that named ``${VARIABLES}``, as written before substitution: a cell's id uses
+    #: these, so data kept in different folders on different machines gives the same ids.
+    written: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def display_name(self) -> str:
@@ -226,6 +229,7 @@ def parse_spec(
     ``variables``, then the environment."""
     if not isinstance(raw, Mapping):
         raise SpecError("a spec is a mapping with keys name, datasets, backbones, losses, …")
+    written = raw
     raw = interpolate(raw, variables)
     known = (
         "name",
@@ -249,9 +253,9 @@ def parse_spec(
     losses = tuple(parse_loss(item, f"losses[{i}]") for i, item in enumerate(_list(raw, "losses")))
     _reject_duplicate_labels(losses)
     # Leaderboard rows are keyed by backbone and loss names, so two backbones may not share one.
-    backbones = _plugins(raw, "backbones")
+    backbones = _with_written_options(_plugins(raw, "backbones"), written, "backbones")
     _reject_duplicate_labels(backbones)
-    datasets = _plugins(raw, "datasets")
+    datasets = _with_written_options(_plugins(raw, "datasets"), written, "datasets")
     reference = raw.get("reference")
     return BenchmarkSpec(
         name=name,
@@ -264,6 +268,25 @@ def parse_spec(
         source=source,
         reference=() if reference is None else parse_reference(reference, datasets),
     )
+
+
+def _with_written_options(
+    plugins: tuple[PluginSpec, ...], written: Mapping[str, Any], key: str
+) -> tuple[PluginSpec, ...]:
+    """Attach, to each plugin, the options whose written form differs (held a variable)."""
+    entries = written.get(key)
+    if isinstance(entries, str | Mapping) or not isinstance(entries, list):
+        entries = [entries]
+    result = []
+    for plugin, entry in zip(plugins, entries, strict=False):
+        before = entry if isinstance(entry, Mapping) else {}
+        changed = {
+            name: before[name]
+            for name, value in plugin.options.items()
+            if name in before and before[name] != value
+        }
+        result.append(dataclasses.replace(plugin, written=changed) if changed else plugin)
+    return tuple(result)
 
 
 def interpolate(raw: Any, variables: Mapping[str, str] | None = None, where: str = "") -> Any:

@@ -289,3 +289,33 @@ def test_the_same_configuration_twice_is_rejected(
         "datasets[0], backbones[0], losses[1]: same configuration as datasets[0], backbones[0], "
         "losses[0]"
     )
+
+
+def test_data_folders_from_variables_leave_cell_ids_alone() -> None:
+    """The same spec on two machines, with the data in different folders, gives one id."""
+    import types
+
+    from mlcbench.hookspecs import hookimpl
+    from mlcbench.plugin_manager import Provider, load_plugins
+    from mlcbench.spec import parse_spec
+
+    def folder_dataset(*, root: str, size: int = 8) -> None:
+        """A dataset read from a folder."""
+
+    module = types.SimpleNamespace(
+        mlcbench_register_datasets=hookimpl(lambda register: register("folders", folder_dataset))
+    )
+    plugins = load_plugins([(module, Provider("folders", "folders-dist", "1.0"))])
+    raw = {
+        "name": "portable",
+        "datasets": [{"name": "folders", "root": "${DATA}/set"}],
+        "backbones": ["smallcnn"],
+        "losses": ["bce"],
+    }
+    here = expand(parse_spec(raw, variables={"DATA": "/mnt/a"}), plugins)
+    there = expand(parse_spec(raw, variables={"DATA": "/scratch/b"}), plugins)
+    assert [c.id for c in here] == [c.id for c in there]
+    assert here[0].dataset.options["root"] == "/mnt/a/set"  # what the plugin receives
+    assert here[0].config["dataset"]["options"] == {"root": "${DATA}/set", "size": 8}
+    moved = expand(parse_spec({**raw, "datasets": [{"name": "folders", "root": "/x"}]}), plugins)
+    assert moved[0].id != here[0].id  # a literal path is part of the identity

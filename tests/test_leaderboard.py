@@ -48,7 +48,17 @@ def run(tmp_path: Path) -> Path:
     fake_cell(run, "c3", "net", "focal|<b>x</b>", 0, 0.80)
     labels = run / "labels" / "abc123"
     labels.mkdir(parents=True)
-    manifest = {"splits": {"test": {"images": 10, "negatives": 6, "class_counts": {"a": 4}}}}
+    manifest = {
+        "splits": {
+            "test": {
+                "images": 10,
+                "negatives": 6,
+                "class_counts": {"a": 4},
+                "skipped": 2,
+                "note": "test labels are not public; this split is a copy of val",
+            }
+        }
+    }
     (labels / "manifest.json").write_text(json.dumps(manifest))
     return run
 
@@ -59,7 +69,8 @@ def test_rows_hold_seed_means_and_sample_std_in_percent(run: Path, tmp_path: Pat
     assert len(bce_rows) == 2  # one per threshold table
     assert "55.00 ± 7.07" in bce_rows[0]  # mAP of 0.5 and 0.6
     assert re.search(r"\|\s*2\s*\|$", bce_rows[0])  # seeds
-    assert re.search(r"\|\s*test\s*\|\s*10\s*\|\s*6\s*\|\s*60.0%", board)  # negatives
+    assert re.search(r"\|\s*test\s*\|\s*10\s*\|\s*6\s*\|\s*60.0%\s*\|\s*1\s*\|\s*2", board)
+    assert "- test: test labels are not public; this split is a copy of val" in board
 
 
 def test_best_value_per_column_is_bold_and_lower_is_better_for_false_alarms(
