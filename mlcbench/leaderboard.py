@@ -56,6 +56,18 @@ TABLES = (
 )
 
 
+def collect_reference(run_dirs: Iterable[Path]) -> list[dict[str, Any]]:
+    """Published numbers the runs' specs declared (``reference.json``), without repeats."""
+    rows: list[dict[str, Any]] = []
+    for run_dir in run_dirs:
+        path = run_dir / "reference.json"
+        if path.is_file():
+            for row in json.loads(path.read_text(encoding="utf-8")):
+                if row not in rows:
+                    rows.append(row)
+    return rows
+
+
 def collect(run_dirs: Iterable[Path]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """All cell metrics and dataset manifests under the given run directories."""
     cells: dict[str, dict[str, Any]] = {}
@@ -98,7 +110,10 @@ def _escape(text: str) -> str:
 
 
 def render(
-    name: str, cells: list[dict[str, Any]], manifests: dict[str, dict[str, Any]]
+    name: str,
+    cells: list[dict[str, Any]],
+    manifests: dict[str, dict[str, Any]],
+    reference: Sequence[dict[str, Any]] = (),
 ) -> tuple[str, str, str | None]:
     """The markdown leaderboard, the CSV of every number in it, and the gains plot (SVG)."""
     out = io.StringIO()
@@ -121,6 +136,9 @@ def render(
             out.write(f"\n### {title}\n\nThresholds: {explanation}.\n\n")
             rows = _rows(dataset_cells, policy)
             out.write(_table(rows) + "\n")
+            published = [r for r in reference if r["dataset"] == dataset]
+            if policy == "threshold_0.5" and published:
+                out.write(_reference_table(published))
             for (backbone, loss), (seeds, values) in rows.items():
                 for column, (mean, std) in zip(COLUMNS, values, strict=True):
                     csv_rows.append(
@@ -254,6 +272,39 @@ def _rows(
     return rows
 
 
+def _reference_table(rows: list[dict[str, Any]]) -> str:
+    """Published numbers, labelled as such and never ranked against the measured rows."""
+    metrics = [
+        ("F1", "macro_f1"),
+        ("F2", "macro_f2"),
+        ("CIW-F2", "ciw_f2"),
+        ("mAP", "map"),
+        ("F1-neg", "f1_neg"),
+    ]
+    shown = [(title, key) for title, key in metrics if any(key in r["metrics"] for r in rows)]
+    body = [
+        [
+            _escape(r["backbone"]),
+            _escape(r["loss"]),
+            *(f"{r['metrics'][key]:.2f}" if key in r["metrics"] else "—" for _, key in shown),
+        ]
+        for r in rows
+    ]
+    table = tabulate(
+        body,
+        headers=["Backbone", "Loss", *(t for t, _ in shown)],
+        tablefmt="github",
+        disable_numparse=True,
+    )
+    sources = sorted(
+        {f"{r['source']} ({r['split']} split, threshold {r['threshold']:g})" for r in rows}
+    )
+    return (
+        "\nReference rows — published numbers, not measured here and not ranked: "
+        f"{_escape('; '.join(sources))}.\n\n{table}\n"
+    )
+
+
 def _table(rows: dict[tuple[str, str], tuple[int, list[tuple[float, float | None]]]]) -> str:
     best: list[float] = []
     for index, column in enumerate(COLUMNS):
@@ -343,11 +394,12 @@ def write_leaderboard(name: str, run_dirs: Sequence[Path], out_dir: Path) -> Pat
             "(it names a file in the output folder)"
         )
     cells, manifests = collect(run_dirs)
+    reference = collect_reference(run_dirs)
     if not cells:
         raise MlcbenchError(
             f"no finished cells under {', '.join(map(str, run_dirs))}; run 'mlcbench run' first"
         )
-    markdown, csv_text, plot = render(name, cells, manifests)
+    markdown, csv_text, plot = render(name, cells, manifests, reference)
     remove_stale_temporaries(out_dir)
     path = out_dir / f"{name}.md"
     atomic_write_text(path, markdown)

@@ -90,6 +90,9 @@ def run_benchmark(
     started = time.perf_counter()
     cells = expand(spec, plugins)
     summary = RunSummary(cells=len(cells))
+    if spec.reference:
+        # The leaderboard is rebuilt from results on disk: the published numbers go there too.
+        write_json(out_dir / REFERENCE_FILE, reference_rows(spec))
     pending: list[tuple[str, Cell]] = []
     for index, cell in enumerate(cells, start=1):
         paths = CellPaths(out_dir, cell.id)
@@ -127,6 +130,26 @@ def run_benchmark(
         summary.leaderboard = write_leaderboard(spec.name, [out_dir], leaderboard_dir)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+REFERENCE_FILE = "reference.json"
+
+
+def reference_rows(spec: BenchmarkSpec) -> list[dict[str, Any]]:
+    """The spec's published numbers, one JSON object a row, metrics in percent."""
+    return [
+        {
+            "dataset": row.dataset,
+            "backbone": row.backbone,
+            "loss": row.loss,
+            "metrics": row.metrics(),
+            "source": results.source,
+            "split": results.split,
+            "threshold": results.threshold,
+        }
+        for results in spec.reference
+        for row in results.rows
+    ]
 
 
 @dataclass(frozen=True)

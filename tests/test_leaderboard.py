@@ -150,3 +150,26 @@ def test_gains_table_pairs_each_loss_with_its_auxiliary_version(tmp_path: Path) 
     assert "![Gains with 95% intervals](toy_gains.svg)" in board
     svg = (tmp_path / "out" / "toy_gains.svg").read_text()
     assert svg.startswith("<svg") and svg.count("<circle") == 4
+
+
+def test_reference_rows_are_shown_labelled_and_never_ranked(run: Path, tmp_path: Path) -> None:
+    published = [
+        {
+            "dataset": "toy",
+            "backbone": "TResNet-L",
+            "loss": "bce",
+            "metrics": {"macro_f1": 99.5, "map": 42.52},
+            "source": "the paper, Table 2",
+            "split": "val",
+            "threshold": 0.5,
+        }
+    ]
+    (run / "reference.json").write_text(json.dumps(published))
+    board = write_leaderboard("toy", [run], tmp_path / "out").read_text()
+    assert "Reference rows — published numbers, not measured here and not ranked" in board
+    assert "the paper, Table 2 (val split, threshold 0.5)" in board
+    row = next(line for line in board.splitlines() if "TResNet-L" in line)
+    assert "99.50" in row and "42.52" in row and "**" not in row
+    assert board.count("TResNet-L") == 1  # only under the threshold-0.5 table
+    measured = next(line for line in board.splitlines() if "focal" in line)
+    assert "**80.00**" in measured  # still the best measured mAP, the 99.5 does not count

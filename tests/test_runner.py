@@ -33,6 +33,10 @@ TINY = {
     "losses": ["bce", "focal+any_class"],
     "seeds": [0, 1],
     "train": {"epochs": 2, "batch_size": 32, "warmup_epochs": 0.5},
+    "reference": {
+        "source": "a made-up table",
+        "rows": [{"dataset": "negdigits", "backbone": "Paper-Net", "loss": "bce", "map": 12.34}],
+    },
 }
 METRIC_KEYS = {"map", "macro_f1", "macro_f2", "f1_neg", "f1_pos", "neg_false_alarm_rate"}
 
@@ -101,6 +105,7 @@ def test_leaderboard_lists_every_backbone_loss_row_with_seed_counts(tiny_run):
         assert len(rows) == 2, board  # one row per threshold table
         assert all(re.search(r"\|\s*2\s*\|$", line) for line in rows), rows
     assert "Negative share" in board and "Val-tuned thresholds" in board
+    assert "| Paper-Net " in board and "12.34" in board  # the spec's published numbers
     table = pd.read_csv(out / "leaderboards" / "tiny.csv")
     assert set(table["loss"]) == {"bce", "focal+any_class"}
     assert (table["seeds"] == 2).all()
