@@ -101,7 +101,7 @@ def test_leaderboard_lists_every_backbone_loss_row_with_seed_counts(tiny_run):
     board = (out / "leaderboards" / "tiny.md").read_text()
     assert "## negdigits" in board
     for loss in ("bce", "focal+any_class"):
-        rows = [line for line in board.splitlines() if f"| {loss} " in line]
+        rows = [line for line in board.splitlines() if f"| {loss} " in line and "smallcnn" in line]
         assert len(rows) == 2, board  # one row per threshold table
         assert all(re.search(r"\|\s*2\s*\|$", line) for line in rows), rows
     assert "Negative share" in board and "Val-tuned thresholds" in board
