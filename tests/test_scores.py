@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mlcbench.errors import MlcbenchError
-from mlcbench.files import atomic_write_text, sha256_file
+from mlcbench.files import atomic_write_bytes, atomic_write_text, sha256_file
 from mlcbench.scores import read_table, write_scores, write_table
 
 
@@ -67,6 +67,6 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> 
     atomic_write_text(path, "old")
 
     with pytest.raises(TypeError):
-        atomic_write_text(path, 42)  # type: ignore[arg-type]
+        atomic_write_bytes(path, 42)  # type: ignore[arg-type]  # fails mid-write
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
