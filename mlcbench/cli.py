@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mlcbench import __version__
 from mlcbench.data_commands import add_data_parser, run_data_command
@@ -90,13 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--wandb-mode",
         choices=["online", "offline", "disabled"],
-        default="online",
+        default=None,
         help="offline writes runs locally for a later 'wandb sync'",
     )
     run.add_argument(
         "--executor",
         choices=["local", "ray"],
-        default="local",
+        default=None,
         help="local: cells one after another here; ray: cells as Ray tasks on a cluster "
         "(pip install 'mlcbench[ray]')",
     )
@@ -105,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="an existing Ray cluster (auto, ray://HOST:10001); default: start a local one",
     )
-    run.add_argument("--cpus-per-cell", type=float, default=1.0, help="CPUs each Ray task asks for")
-    run.add_argument("--gpus-per-cell", type=float, default=0.0, help="GPUs each Ray task asks for")
+    run.add_argument("--cpus-per-cell", type=float, help="CPUs each Ray task asks for")
+    run.add_argument("--gpus-per-cell", type=float, help="GPUs each Ray task asks for")
     run.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
@@ -262,8 +263,7 @@ def command_run(args: argparse.Namespace) -> int:
             )
         print(f"{len(cells)} cells")
         return 0
-    from mlcbench.experiment_logging import WandbSettings
-    from mlcbench.runner import RunOptions, run_benchmark
+    from mlcbench.runner import run_benchmark
 
     out_dir = args.out or Path("runs") / spec.name
     leaderboard_dir = args.out / "leaderboards" if args.out else Path("leaderboards")
@@ -273,21 +273,7 @@ def command_run(args: argparse.Namespace) -> int:
         plugins,
         out_dir=out_dir,
         leaderboard_dir=leaderboard_dir,
-        options=RunOptions(
-            force=args.force,
-            retry_failed=args.retry_failed,
-            isolate=not args.in_process,
-            progress=not args.no_progress,
-            executor=args.executor,
-            ray_address=args.ray_address,
-            cpus_per_cell=args.cpus_per_cell,
-            gpus_per_cell=args.gpus_per_cell,
-            wandb=(
-                WandbSettings(args.wandb, args.wandb_entity, args.wandb_mode)
-                if args.wandb
-                else None
-            ),
-        ),
+        options=run_options(args, spec),
     )
     board = f", leaderboard {summary.leaderboard}" if summary.leaderboard else ""
     print(
@@ -300,6 +286,32 @@ def command_run(args: argparse.Namespace) -> int:
         print(f"  failed: cell {cell_id}: {reason}")
     print(f"Total wall time: {_duration(time.perf_counter() - started)}")
     return 1 if summary.failed else 0
+
+
+def run_options(args: argparse.Namespace, spec: Any) -> Any:
+    """The spec's executor and logging settings, overridden by what the command line says."""
+    from mlcbench.runner import RunOptions
+    from mlcbench.spec import WandbConfig
+
+    executor = spec.executor
+    wandb = spec.logging.wandb
+    if args.wandb:
+        wandb = WandbConfig(args.wandb, args.wandb_entity, args.wandb_mode or "online")
+    elif wandb is not None and (args.wandb_entity or args.wandb_mode):
+        wandb = WandbConfig(
+            wandb.project, args.wandb_entity or wandb.entity, args.wandb_mode or wandb.mode
+        )
+    return RunOptions(
+        force=args.force,
+        retry_failed=args.retry_failed,
+        isolate=not args.in_process,
+        progress=not args.no_progress,
+        executor=args.executor or executor.name,
+        ray_address=args.ray_address or executor.address,
+        cpus_per_cell=executor.cpus_per_cell if args.cpus_per_cell is None else args.cpus_per_cell,
+        gpus_per_cell=executor.gpus_per_cell if args.gpus_per_cell is None else args.gpus_per_cell,
+        wandb=wandb,
+    )
 
 
 def command_plugins() -> int:

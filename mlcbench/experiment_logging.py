@@ -9,27 +9,17 @@ warning and the cell trains on with the CSV logger alone.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlcbench.grid import Cell
+    from mlcbench.spec import WandbConfig
 
 #: Metrics copied into a W&B run's summary, per threshold policy of the test split.
 SUMMARY_METRICS = ("map", "macro_f1", "macro_f2", "f1_neg", "f1_pos", "neg_false_alarm_rate")
 
 
-@dataclass(frozen=True)
-class WandbSettings:
-    """Where cells log on Weights & Biases."""
-
-    project: str
-    entity: str | None = None
-    #: ``online``, ``offline`` (sync later with ``wandb sync``) or ``disabled``.
-    mode: Literal["online", "offline", "disabled"] = "online"
-
-
-def wandb_logger(settings: WandbSettings, cell: Cell, benchmark: str, save_dir: str) -> Any:
+def wandb_logger(settings: WandbConfig, cell: Cell, benchmark: str, save_dir: str) -> Any:
     """A Lightning WandbLogger for one cell, or None (with a warning) when W&B cannot start."""
     try:
         from pytorch_lightning.loggers import WandbLogger

@@ -21,14 +21,14 @@ import numpy as np
 from mlcbench.cell_lock import cell_lock
 from mlcbench.data import SPLITS, MultiLabelDataset
 from mlcbench.errors import MlcbenchError, PluginError
-from mlcbench.experiment_logging import WandbSettings, finish_wandb, wandb_logger
+from mlcbench.experiment_logging import finish_wandb, wandb_logger
 from mlcbench.files import remove_stale_temporaries, write_json
 from mlcbench.grid import Cell, ResolvedPlugin, expand
 from mlcbench.isolation import describe_error, run_isolated
 from mlcbench.plugin_manager import Plugins
 from mlcbench.results import CellPaths, evaluate_cell, is_complete, labels_path, read_failure
 from mlcbench.scores import write_scores, write_table
-from mlcbench.spec import BenchmarkSpec, TrainConfig
+from mlcbench.spec import BenchmarkSpec, TrainConfig, WandbConfig
 
 if TYPE_CHECKING:
     from mlcbench.training import MultiLabelModule
@@ -72,7 +72,7 @@ class RunOptions:
     cpus_per_cell: float = 1.0
     gpus_per_cell: float = 0.0
     #: Log every cell to Weights & Biases too (None: CSV logs only).
-    wandb: WandbSettings | None = None
+    wandb: WandbConfig | None = None
 
 
 def run_benchmark(

@@ -202,6 +202,39 @@ class BenchmarkSpec:
     source: str = field(default="<spec>", compare=False)
     #: Published numbers to show as reference rows (optional).
     reference: tuple[ReferenceResults, ...] = ()
+    #: Where cells run (runtime only: never part of a cell id).
+    executor: ExecutorConfig = field(default_factory=lambda: ExecutorConfig())
+    #: Experiment tracking besides the CSV logs (runtime only).
+    logging: LoggingConfig = field(default_factory=lambda: LoggingConfig())
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """``executor: local`` or ``executor: {name: ray, address: auto, gpus_per_cell: 1}``."""
+
+    #: ``local``: cells one after another on this machine; ``ray``: cells as Ray tasks.
+    name: Literal["local", "ray"] = "local"
+    #: Ray cluster address (``auto``, ``ray://host:10001``); null starts a local instance.
+    address: str | None = None
+    #: CPUs each Ray task asks for.
+    cpus_per_cell: float = 1.0
+    #: GPUs each Ray task asks for.
+    gpus_per_cell: float = 0.0
+
+
+@dataclass(frozen=True)
+class WandbConfig:
+    """``logging: {wandb: {project: ..., entity: ..., mode: online|offline|disabled}}``."""
+
+    project: str
+    entity: str | None = None
+    mode: Literal["online", "offline", "disabled"] = "online"
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    #: Log every cell to Weights & Biases too.
+    wandb: WandbConfig | None = None
 
 
 def load_spec(path: str | Path, variables: Mapping[str, str] | None = None) -> BenchmarkSpec:
@@ -240,6 +273,8 @@ def parse_spec(
         "seeds",
         "train",
         "reference",
+        "executor",
+        "logging",
     )
     for key in raw:
         if key not in known:
@@ -267,6 +302,52 @@ def parse_spec(
         train=parse_train({} if raw.get("train") is None else raw["train"]),
         source=source,
         reference=() if reference is None else parse_reference(reference, datasets),
+        executor=parse_executor(raw.get("executor", "local")),
+        logging=parse_logging(raw.get("logging") or {}),
+    )
+
+
+def _dataclass_from(cls: Any, raw: Any, where: str) -> Any:
+    """Build a frozen config dataclass from a mapping, checking keys and types."""
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise unknown_key_error(str(key), names, where, "key")
+        values[key] = coerce(value, hints[key], f"{where}.{key}")
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in values
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise SpecError(f"{where}: missing {', '.join(missing)}")
+    return cls(**values)
+
+
+def parse_executor(raw: Any) -> ExecutorConfig:
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    config: ExecutorConfig = _dataclass_from(ExecutorConfig, raw, "executor")
+    return config
+
+
+def parse_logging(raw: Any) -> LoggingConfig:
+    if not isinstance(raw, Mapping):
+        raise SpecError(
+            f"logging: expected a mapping such as {{wandb: {{project: x}}}}, got {raw!r}"
+        )
+    for key in raw:
+        if key != "wandb":
+            raise unknown_key_error(str(key), ["wandb"], "logging", "logger")
+    wandb = raw.get("wandb")
+    return LoggingConfig(
+        None if wandb is None else _dataclass_from(WandbConfig, wandb, "logging.wandb")
     )
 
 

@@ -137,3 +137,24 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
         main(["train"])
     assert caught.value.code == 2
     assert "invalid choice: 'train'" in capsys.readouterr().err
+
+
+def test_command_line_overrides_the_specs_executor_and_logging(minimal_raw) -> None:
+    from mlcbench.cli import build_parser, run_options
+    from mlcbench.spec import parse_spec
+
+    spec = parse_spec(
+        {
+            **minimal_raw,
+            "executor": {"name": "ray", "gpus_per_cell": 0.5},
+            "logging": {"wandb": {"project": "p", "mode": "offline"}},
+        }
+    )
+    plain = run_options(build_parser().parse_args(["run", "x.yaml"]), spec)
+    assert (plain.executor, plain.gpus_per_cell, plain.wandb.project) == ("ray", 0.5, "p")
+    args = build_parser().parse_args(
+        ["run", "x.yaml", "--executor", "local", "--wandb", "q", "--wandb-mode", "disabled"]
+    )
+    overridden = run_options(args, spec)
+    assert overridden.executor == "local"
+    assert (overridden.wandb.project, overridden.wandb.mode) == ("q", "disabled")

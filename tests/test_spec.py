@@ -143,7 +143,8 @@ def test_unknown_top_level_key_with_suggestion(minimal_raw: dict[str, Any]) -> N
     message = spec_error(with_(minimal_raw, dataset=["negdigits"]))
     assert message == (
         "spec: unknown key 'dataset' — did you mean 'datasets'? "
-        "(known: backbones, datasets, description, losses, name, reference, seeds, train)"
+        "(known: backbones, datasets, description, executor, logging, losses, name, reference, "
+        "seeds, train)"
     )
 
 
@@ -432,3 +433,35 @@ def test_spec_errors_are_mlcbench_errors_with_exit_code_2() -> None:
 def test_loss_spec_equality_ignores_where() -> None:
     assert parse_loss("bce", "losses[0]") == parse_loss("bce", "losses[3]")
     assert LossSpec((PluginSpec("bce"),)) == parse_loss("bce")
+
+
+def test_executor_and_logging_are_runtime_settings(minimal_raw: dict[str, Any]) -> None:
+    from mlcbench.spec import ExecutorConfig, WandbConfig
+
+    spec = parse_spec(
+        {
+            **minimal_raw,
+            "executor": {"name": "ray", "address": "auto", "gpus_per_cell": 1},
+            "logging": {"wandb": {"project": "neg", "mode": "offline"}},
+        }
+    )
+    assert spec.executor == ExecutorConfig("ray", "auto", 1.0, 1.0)
+    assert spec.logging.wandb == WandbConfig("neg", None, "offline")
+    assert parse_spec({**minimal_raw, "executor": "local"}).executor == ExecutorConfig()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"executor": "slurm"}, "executor.name: expected one of 'local', 'ray', got 'slurm'"),
+        ({"executor": {"name": "ray", "gpu": 1}}, "executor: unknown key 'gpu'"),
+        ({"logging": {"tensorboard": {}}}, "logging: unknown logger 'tensorboard'"),
+        ({"logging": {"wandb": {"mode": "offline"}}}, "logging.wandb: missing project"),
+    ],
+)
+def test_bad_executor_or_logging_names_the_place(
+    minimal_raw: dict[str, Any], extra: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(SpecError) as error:
+        parse_spec({**minimal_raw, **extra})
+    assert message in str(error.value)
