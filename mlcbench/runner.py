@@ -26,6 +26,7 @@ from mlcbench.files import remove_stale_temporaries, write_json
 from mlcbench.grid import Cell, ResolvedPlugin, expand
 from mlcbench.isolation import describe_error, run_isolated
 from mlcbench.plugin_manager import Plugins
+from mlcbench.provenance import cpu_model, git_commit, gpu_model
 from mlcbench.results import CellPaths, evaluate_cell, is_complete, labels_path, read_failure
 from mlcbench.scores import write_scores, write_table
 from mlcbench.spec import BenchmarkSpec, TrainConfig, WandbConfig
@@ -341,6 +342,9 @@ def run_cell(
         "accelerator": runtime.accelerator,
         "precision": runtime.precision,
         "devices": runtime.devices,
+        "cpu": cpu_model(),
+        "gpu": gpu_model(),
+        "git_commit": git_commit(),
     }
     return evaluate_cell(cell, dataset, paths, training)
 

@@ -173,3 +173,18 @@ def test_reference_rows_are_shown_labelled_and_never_ranked(run: Path, tmp_path:
     assert board.count("TResNet-L") == 1  # only under the threshold-0.5 table
     measured = next(line for line in board.splitlines() if "focal" in line)
     assert "**80.00**" in measured  # still the best measured mAP, the 99.5 does not count
+
+
+def test_an_index_lists_every_leaderboard_in_the_folder(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_leaderboard("toy", [run], out)
+    write_leaderboard("other", [run], out)
+    index = (out / "README.md").read_text()
+    assert "[toy](toy.md)" in index and "[other](other.md)" in index
+    assert re.search(r"\[toy\]\(toy.md\)\s*\|\s*toy\s*\|\s*2", index)  # 2 ranked rows
+
+
+def test_provenance_names_versions_commit_hardware_and_date(run: Path, tmp_path: Path) -> None:
+    board = write_leaderboard("toy", [run], tmp_path / "out").read_text()
+    assert "Provenance: mlcbench 0.1.0; project commit" in board
+    assert "3 cells, 2 seeds" in board
