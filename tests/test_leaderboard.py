@@ -188,3 +188,19 @@ def test_provenance_names_versions_commit_hardware_and_date(run: Path, tmp_path:
     board = write_leaderboard("toy", [run], tmp_path / "out").read_text()
     assert "Provenance: mlcbench 0.1.0; project commit" in board
     assert "3 cells, 2 seeds" in board
+
+
+GOLDEN = Path(__file__).parent / "golden" / "leaderboard_toy.md"
+
+
+def test_a_leaderboard_from_fixed_results_matches_the_golden_file(
+    run: Path, tmp_path: Path
+) -> None:
+    """Any change to a leaderboard's text shows up here; regenerate the golden file on
+    purpose with MLCBENCH_REGENERATE_GOLDEN=1 and review its diff."""
+    import os
+
+    board = write_leaderboard("toy", [run], tmp_path / "out").read_text()
+    if os.environ.get("MLCBENCH_REGENERATE_GOLDEN"):
+        GOLDEN.write_text(board, encoding="utf-8")
+    assert board == GOLDEN.read_text(encoding="utf-8")
