@@ -21,6 +21,9 @@ examples:
   mlcbench plugins                                   datasets, backbones, losses installed
   mlcbench leaderboard runs/quickstart               rebuild a leaderboard from results
   mlcbench data summary benchmarks/coco.yaml         images, negatives, classes per split
+  mlcbench evaluate scores.csv --labels labels.csv   score predictions made anywhere
+  mlcbench explain any_class --out any_class.png     what the any-class term rewards
+  mlcbench run SPEC --executor ray --wandb PROJECT   on a Ray cluster, logged to W&B
 """
 
 
