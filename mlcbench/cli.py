@@ -27,6 +27,13 @@ examples:
 """
 
 
+def _accept_debug(command: argparse.ArgumentParser) -> None:
+    """``--debug`` after a command too; SUPPRESS keeps a given top-level flag from being reset."""
+    command.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlcbench",
@@ -111,16 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--cpus-per-cell", type=float, help="CPUs each Ray task asks for")
     run.add_argument("--gpus-per-cell", type=float, help="GPUs each Ray task asks for")
-    run.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
+    _accept_debug(run)
 
     plugins = commands.add_parser(
         "plugins", help="list the installed datasets, backbones and losses"
     )
-    plugins.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
+    _accept_debug(plugins)
 
     board = commands.add_parser(
         "leaderboard",
@@ -131,10 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("runs", type=Path, nargs="+", help="results directories of 'mlcbench run'")
     board.add_argument("--name", help="leaderboard name (default: the first directory's name)")
     board.add_argument("--out", type=Path, default=Path("leaderboards"), help="output folder")
-    board.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
-    add_data_parser(commands)
+    _accept_debug(board)
+    add_data_parser(commands, _accept_debug)
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -168,9 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="adds CIW-F2: 'sewerml', a JSON object or a CSV with header class,weight",
     )
     evaluate.add_argument("--json", type=Path, metavar="OUT.json", help="write the result here")
-    evaluate.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
+    _accept_debug(evaluate)
     explain = commands.add_parser(
         "explain",
         help="draw what a loss term rewards (any_class: its loss over two class probabilities)",
@@ -184,9 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="0.02,0.1,0.5,1",
         help="comma-separated λ values, one panel each (default 0.02,0.1,0.5,1)",
     )
-    explain.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
+    _accept_debug(explain)
     return parser
 
 

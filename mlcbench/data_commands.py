@@ -50,8 +50,9 @@ examples:
 """
 
 
-def add_data_parser(commands: Any) -> None:
-    """Add ``data prepare-coco`` and ``data summary`` to the CLI's subcommands."""
+def add_data_parser(commands: Any, accept_debug: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add ``data prepare-coco`` and ``data summary`` to the CLI's subcommands;
+    ``accept_debug`` gives each of them the CLI's ``--debug`` flag."""
     data = commands.add_parser(
         "data",
         help="prepare the modified COCO; summarise the datasets of a spec",
@@ -60,9 +61,7 @@ def add_data_parser(commands: Any) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    data.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
+    accept_debug(data)
     actions = data.add_subparsers(dest="data_command", metavar="ACTION")
     coco = actions.add_parser(
         "prepare-coco",
@@ -83,9 +82,7 @@ def add_data_parser(commands: Any) -> None:
     )
     coco.add_argument("--out", type=Path, required=True, help="folder for the three files")
     coco.add_argument("--seed", type=int, default=COCO_SEED, help="split seed (paper: 42)")
-    coco.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
+    accept_debug(coco)
     summary = actions.add_parser(
         "summary",
         help="print images, negatives and per-class counts per split of a spec's datasets",
@@ -109,9 +106,7 @@ def add_data_parser(commands: Any) -> None:
         help="only read the annotations and check that the files exist: no decoding, no cache "
         "(unreadable images are then not found)",
     )
-    summary.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
+    accept_debug(summary)
     data.set_defaults(data_parser=data)
 
 

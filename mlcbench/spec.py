@@ -307,8 +307,9 @@ def parse_spec(
     )
 
 
-def _dataclass_from(cls: Any, raw: Any, where: str) -> Any:
-    """Build a frozen config dataclass from a mapping, checking keys and types."""
+def _checked_fields(cls: Any, raw: Any, where: str, what: str = "key") -> dict[str, Any]:
+    """The fields of config dataclass ``cls`` given in mapping ``raw``, keys and types
+    checked: an unknown key gets a suggestion, a wrong type names its place."""
     if not isinstance(raw, Mapping):
         raise SpecError(f"{where}: expected a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
@@ -316,8 +317,14 @@ def _dataclass_from(cls: Any, raw: Any, where: str) -> Any:
     values = {}
     for key, value in raw.items():
         if key not in names:
-            raise unknown_key_error(str(key), names, where, "key")
+            raise unknown_key_error(str(key), names, where, what)
         values[key] = coerce(value, hints[key], f"{where}.{key}")
+    return values
+
+
+def _dataclass_from(cls: Any, raw: Any, where: str) -> Any:
+    """Build a frozen config dataclass from a mapping; required fields must be there."""
+    values = _checked_fields(cls, raw, where)
     missing = [
         f.name
         for f in dataclasses.fields(cls)
@@ -508,13 +515,7 @@ def _reference_row(raw: Any, where: str, dataset_names: list[str]) -> ReferenceR
 def parse_train(raw: Any) -> TrainConfig:
     if not isinstance(raw, Mapping):
         raise SpecError(f"train: expected a mapping of training settings, got {raw!r}")
-    hints = typing.get_type_hints(TrainConfig)
-    names = [f.name for f in dataclasses.fields(TrainConfig)]
-    values = {}
-    for key, value in raw.items():
-        if key not in names:
-            raise unknown_key_error(str(key), names, "train", "setting")
-        values[key] = coerce(value, hints[key], f"train.{key}")
+    values = _checked_fields(TrainConfig, raw, "train", "setting")
     for key in ("epochs", "batch_size"):
         if key in values and values[key] < 1:
             raise SpecError(f"train.{key}: must be at least 1, got {values[key]}")
