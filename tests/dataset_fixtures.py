@@ -499,3 +499,20 @@ def cache_folders(cache_root: Path) -> list[Path]:
     if not cache_root.is_dir():
         return []
     return sorted(p for p in cache_root.iterdir() if (p / "index.json").is_file())
+
+
+#: The smallest CNN that still learns negdigits: end-to-end tests train it in seconds.
+TINY_SMALLCNN = {"name": "smallcnn", "width": 8, "depth": 2}
+
+
+def tiny_negdigits(train_images: int, held_out_images: int) -> dict[str, object]:
+    """A negdigits entry small enough for end-to-end tests (24 px, at most two digits);
+    ``held_out_images`` each for val and test."""
+    return {
+        "name": "negdigits",
+        "train_images": train_images,
+        "val_images": held_out_images,
+        "test_images": held_out_images,
+        "image_size": 24,
+        "digits_per_image": 2,
+    }

@@ -11,20 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dataset_fixtures import TINY_SMALLCNN, tiny_negdigits
 
 SPEC = {
     "name": "logged",
-    "datasets": [
-        {
-            "name": "negdigits",
-            "train_images": 96,
-            "val_images": 48,
-            "test_images": 48,
-            "image_size": 24,
-            "digits_per_image": 2,
-        }
-    ],
-    "backbones": [{"name": "smallcnn", "width": 8, "depth": 2}],
+    "datasets": [tiny_negdigits(96, 48)],
+    "backbones": [TINY_SMALLCNN],
     "losses": ["bce+any_class"],
     "seeds": [3],
     "train": {"epochs": 1, "batch_size": 32},

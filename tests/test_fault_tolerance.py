@@ -15,20 +15,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dataset_fixtures import TINY_SMALLCNN, tiny_negdigits
 
 SPEC = {
     "name": "faults",
-    "datasets": [
-        {
-            "name": "negdigits",
-            "train_images": 256,
-            "val_images": 96,
-            "test_images": 96,
-            "image_size": 24,
-            "digits_per_image": 2,
-        }
-    ],
-    "backbones": [{"name": "smallcnn", "width": 8, "depth": 2}],
+    "datasets": [tiny_negdigits(256, 96)],
+    "backbones": [TINY_SMALLCNN],
     "losses": ["bce", "focal+any_class"],
     "seeds": [0, 1],
     "train": {"epochs": 4, "batch_size": 32, "warmup_epochs": 0.5},

@@ -10,22 +10,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dataset_fixtures import TINY_SMALLCNN, tiny_negdigits
 
 pytest.importorskip("ray", reason="the Ray executor is an optional extra: mlcbench[ray]")
 
 SPEC = {
     "name": "onray",
-    "datasets": [
-        {
-            "name": "negdigits",
-            "train_images": 192,
-            "val_images": 64,
-            "test_images": 64,
-            "image_size": 24,
-            "digits_per_image": 2,
-        }
-    ],
-    "backbones": [{"name": "smallcnn", "width": 8, "depth": 2}],
+    "datasets": [tiny_negdigits(192, 64)],
+    "backbones": [TINY_SMALLCNN],
     "losses": ["bce", "focal+any_class"],
     "seeds": [0],
     "train": {"epochs": 3, "batch_size": 32},

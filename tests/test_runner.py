@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from dataset_fixtures import TINY_SMALLCNN, tiny_negdigits
 
 from mlcbench.cli import main
 from mlcbench.files import sha256_file
@@ -19,17 +20,8 @@ from mlcbench.spec import parse_spec
 
 TINY = {
     "name": "tiny",
-    "datasets": [
-        {
-            "name": "negdigits",
-            "train_images": 192,
-            "val_images": 96,
-            "test_images": 96,
-            "image_size": 24,
-            "digits_per_image": 2,
-        }
-    ],
-    "backbones": [{"name": "smallcnn", "width": 8, "depth": 2}],
+    "datasets": [tiny_negdigits(192, 96)],
+    "backbones": [TINY_SMALLCNN],
     "losses": ["bce", "focal+any_class"],
     "seeds": [0, 1],
     "train": {"epochs": 2, "batch_size": 32, "warmup_epochs": 0.5},
