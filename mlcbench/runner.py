@@ -305,6 +305,7 @@ def run_cell(
     *,
     progress: bool = True,
     loggers: Sequence[Any] = (),
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Train one cell, write its scores and metrics; ``metrics.json`` goes last."""
     import pytorch_lightning as pl
@@ -317,7 +318,14 @@ def run_cell(
     runtime = resolve_runtime(spec.train, dataset)
     started, started_at = time.perf_counter(), time.time()
     trained = train_and_predict(
-        module, dataset, spec.train, runtime, paths.root, progress=progress, loggers=loggers
+        module,
+        dataset,
+        spec.train,
+        runtime,
+        paths.root,
+        progress=progress,
+        loggers=loggers,
+        callbacks=callbacks,
     )
     train_seconds = time.perf_counter() - started
     for split_name, probabilities in trained.probabilities.items():

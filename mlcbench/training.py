@@ -288,6 +288,7 @@ def make_trainer(
     *,
     progress: bool = True,
     loggers: Sequence[Any] = (),
+    callbacks: Sequence[pl.Callback] = (),
 ) -> tuple[pl.Trainer, Any]:
     """The Lightning trainer of a cell and its best-val-mAP checkpoint callback."""
     from pytorch_lightning.callbacks import ModelCheckpoint
@@ -309,7 +310,7 @@ def make_trainer(
         precision=runtime.precision,  # type: ignore[arg-type]
         max_epochs=train.epochs,
         gradient_clip_val=train.gradient_clip,
-        callbacks=[checkpoints, RandomStates()],
+        callbacks=[checkpoints, RandomStates(), *callbacks],
         logger=[CSVLogger(cell_dir, name="logs", version=""), *loggers],
         enable_progress_bar=progress,
         enable_model_summary=False,
@@ -352,10 +353,12 @@ def train_and_predict(
     *,
     progress: bool = True,
     loggers: Sequence[Any] = (),
+    callbacks: Sequence[pl.Callback] = (),
 ) -> TrainedCell:
-    """Fit, keep the checkpoint with the best validation mAP, predict val and test with it."""
+    """Fit, keep the checkpoint with the best validation mAP, predict val and test with it.
+    ``callbacks`` join the trainer's own (a tuning study's pruner, for one)."""
     trainer, checkpoints = make_trainer(
-        train, runtime, cell_dir, progress=progress, loggers=loggers
+        train, runtime, cell_dir, progress=progress, loggers=loggers, callbacks=callbacks
     )
     loaders = make_loaders(dataset, runtime, train.batch_size)
     # An interrupted cell resumes from its last epoch; weights_only: a checkpoint is data.
