@@ -350,6 +350,8 @@ def run_cell(
         "accelerator": runtime.accelerator,
         "precision": runtime.precision,
         "devices": runtime.devices,
+        "strategy": runtime.strategy,
+        "processes": runtime.processes,
         "cpu": cpu_model(),
         "gpu": gpu_model(),
         "git_commit": git_commit(),

@@ -123,12 +123,18 @@ class TrainConfig:
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"] = "auto"
     #: Runtime: devices per cell (``auto``, a count, or a list of indices).
     devices: int | str | list[int] = "auto"
+    #: Runtime: Lightning strategy for a cell on several devices, e.g. ``ddp``; ``auto`` lets
+    #: Lightning choose. A cell launches its other processes by spawning (see
+    #: ``training.lightning_strategy``), ``batch_size`` is per process.
+    strategy: str = "auto"
+    #: Runtime: machines one cell trains on (each started by the cluster's launcher).
+    num_nodes: int = 1
     #: Runtime: DataLoader workers; ``auto`` = one per CPU core (at most 8), or none when the
     #: dataset already sits in memory.
     num_workers: int | Literal["auto"] = "auto"
 
     RUNTIME_FIELDS: typing.ClassVar[frozenset[str]] = frozenset(
-        {"accelerator", "devices", "num_workers"}
+        {"accelerator", "devices", "strategy", "num_nodes", "num_workers"}
     )
 
     def identity(self) -> dict[str, Any]:
@@ -516,7 +522,7 @@ def parse_train(raw: Any) -> TrainConfig:
     if not isinstance(raw, Mapping):
         raise SpecError(f"train: expected a mapping of training settings, got {raw!r}")
     values = _checked_fields(TrainConfig, raw, "train", "setting")
-    for key in ("epochs", "batch_size"):
+    for key in ("epochs", "batch_size", "num_nodes"):
         if key in values and values[key] < 1:
             raise SpecError(f"train.{key}: must be at least 1, got {values[key]}")
     for key in ("lr", "weight_decay", "min_lr", "warmup_epochs", "momentum"):
@@ -524,7 +530,18 @@ def parse_train(raw: Any) -> TrainConfig:
             raise SpecError(f"train.{key}: must not be negative, got {values[key]}")
     if isinstance(values.get("devices"), list):
         values["devices"] = tuple(values["devices"])
+    if values.get("strategy", "auto") != "auto":
+        _check_strategy(values["strategy"])
     return TrainConfig(**values)
+
+
+def _check_strategy(name: str) -> None:
+    """A typo in ``train.strategy`` fails here, not hours later when its cell starts."""
+    from pytorch_lightning.strategies import StrategyRegistry
+
+    known = StrategyRegistry.available_strategies()
+    if name not in known:
+        raise unknown_key_error(name, ["auto", *known], "train.strategy", "Lightning strategy")
 
 
 def parse_plugin(raw: Any, where: str) -> PluginSpec:

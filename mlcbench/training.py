@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from mlcbench.data import MultiLabelDataset
+from mlcbench.distributed import EvaluationSampler, lightning_strategy, process_count
 from mlcbench.errors import MlcbenchError
 from mlcbench.spec import TrainConfig
 from mlcbench.validation_metric import MultiLabelAveragePrecision
@@ -92,6 +93,11 @@ class MultiLabelModule(pl.LightningModule):
         self._val_loss = torch.zeros(())
         self._val_steps = 0
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A DDP process spawned for this cell unpickles the module first: quiet it there too.
+        quiet_lightning()
+        super().__setstate__(state)
+
     def normalise(self, images: Tensor) -> Tensor:
         return (images.float() / 255.0 - self.mean) / self.std
 
@@ -122,7 +128,12 @@ class MultiLabelModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         self._fail_if_diverged(self._train_steps)
         if self._train_steps:
-            self.log("train/epoch_loss", self._train_loss / self._train_steps, on_epoch=True)
+            self.log(
+                "train/epoch_loss",
+                self._train_loss / self._train_steps,
+                on_epoch=True,
+                sync_dist=True,
+            )
         self._train_loss = torch.zeros((), device=self.device)
         self._train_steps = 0
 
@@ -134,7 +145,7 @@ class MultiLabelModule(pl.LightningModule):
         self.val_map.update(torch.sigmoid(logits.float()), labels)
 
     def on_validation_epoch_end(self) -> None:
-        # Every process scores the whole validation split, so the monitored mAP agrees.
+        # The metric gathers every process's share of the split: all hold the same mAP.
         mean_ap = self.val_map.compute()
         self.val_map.reset()
         if not bool(torch.isfinite(mean_ap)):
@@ -142,7 +153,8 @@ class MultiLabelModule(pl.LightningModule):
                 f"the model's validation outputs are NaN at epoch {self.current_epoch}; "
                 "lower train.lr or check the data"
             )
-        self.log(MONITOR, mean_ap, prog_bar=True, sync_dist=False)
+        # sync_dist averages equal values; it only tells Lightning they agree.
+        self.log(MONITOR, mean_ap, prog_bar=True, sync_dist=True)
         if self._val_steps:
             self.log("val/loss", self._val_loss / self._val_steps, sync_dist=True)
         self._val_loss = torch.zeros((), device=self.device)
@@ -223,6 +235,11 @@ class Runtime:
     devices: Any
     num_workers: int
     pin_memory: bool
+    #: The Lightning strategy as handed over (see ``distributed.lightning_strategy``).
+    strategy: str = "auto"
+    num_nodes: int = 1
+    #: Processes training one cell: devices per node × nodes.
+    processes: int = 1
 
 
 def resolve_runtime(train: TrainConfig, dataset: MultiLabelDataset) -> Runtime:
@@ -240,7 +257,17 @@ def resolve_runtime(train: TrainConfig, dataset: MultiLabelDataset) -> Runtime:
     accelerator = (
         "gpu" if has_gpu else ("cpu" if train.accelerator == "auto" else train.accelerator)
     )
-    return Runtime(accelerator, precision, train.devices, num_workers, pin_memory=has_gpu)
+    processes = process_count(accelerator, train.devices, train.num_nodes)
+    return Runtime(
+        accelerator,
+        precision,
+        train.devices,
+        num_workers,
+        pin_memory=has_gpu,
+        strategy=lightning_strategy(train.strategy, processes),
+        num_nodes=train.num_nodes,
+        processes=processes,
+    )
 
 
 def make_loader(
@@ -250,6 +277,8 @@ def make_loader(
         images,
         batch_size=batch_size,
         shuffle=shuffle,
+        # Under DDP every process evaluates its own share, no image twice.
+        sampler=None if shuffle else EvaluationSampler(len(images)),  # type: ignore[arg-type]
         # A last batch of one image breaks batch norm; dropping it costs one image an epoch.
         drop_last=shuffle and len(images) > batch_size,  # type: ignore[arg-type]
         num_workers=runtime.num_workers,
@@ -307,6 +336,8 @@ def make_trainer(
     trainer = pl.Trainer(
         accelerator=runtime.accelerator,
         devices=runtime.devices,
+        strategy=runtime.strategy,
+        num_nodes=runtime.num_nodes,
         precision=runtime.precision,  # type: ignore[arg-type]
         max_epochs=train.epochs,
         gradient_clip_val=train.gradient_clip,
@@ -375,14 +406,39 @@ def train_and_predict(
     # weights_only: a checkpoint file is data, never code to run.
     state = torch.load(best_path, map_location="cpu", weights_only=True)
     module.load_state_dict(state["state_dict"])
+    predictor = trainer if runtime.processes == 1 else make_predictor(runtime, progress=progress)
     probabilities = {}
     for split in ("val", "test"):
-        batches = trainer.predict(module, loaders[split])
+        batches = predictor.predict(module, loaders[split])
         probabilities[split] = torch.cat(batches).numpy().astype(np.float32)  # type: ignore[arg-type]
-    best_score = checkpoints.best_model_score
     return TrainedCell(
         probabilities=probabilities,
         best_epoch=int(state.get("epoch", -1)),
-        best_val_map=float(best_score) if best_score is not None else float("nan"),
+        best_val_map=best_score(state),
         runtime=runtime,
     )
+
+
+def make_predictor(runtime: Runtime, *, progress: bool) -> pl.Trainer:
+    """One process on one device: the score files of a cell trained on several come out
+    whole and in split order, as a single device would write them."""
+    devices = runtime.devices
+    first = [devices[0]] if isinstance(devices, (list, tuple)) else 1
+    return pl.Trainer(
+        accelerator=runtime.accelerator,
+        devices=first,
+        precision=runtime.precision,  # type: ignore[arg-type]
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+    )
+
+
+def best_score(state: dict[str, Any]) -> float:
+    """The validation mAP a checkpoint was chosen for, from its own checkpoint callback state
+    (it is also there when training ran in other processes)."""
+    for key, callback in state.get("callbacks", {}).items():
+        if key.startswith("ModelCheckpoint") and callback.get("best_model_score") is not None:
+            return float(callback["best_model_score"])
+    return float("nan")
