@@ -13,6 +13,7 @@ from typing import Any
 from mlcbench import __version__
 from mlcbench.data_commands import add_data_parser, run_data_command
 from mlcbench.errors import MlcbenchError
+from mlcbench.submission import add_submit_parser, run_submit_command
 
 EXAMPLES = """\
 examples:
@@ -20,6 +21,7 @@ examples:
   mlcbench run benchmarks/quickstart.yaml --dry-run  list the cells without training
   mlcbench plugins                                   datasets, backbones, losses installed
   mlcbench leaderboard runs/quickstart               rebuild a leaderboard from results
+  mlcbench submit preds/ --runs RUNS --name acme     rank a model trained elsewhere
   mlcbench data summary benchmarks/coco.yaml         images, negatives, classes per split
   mlcbench evaluate scores.csv --labels labels.csv   score predictions made anywhere
   mlcbench explain any_class --out any_class.png     what the any-class term rewards
@@ -136,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--out", type=Path, default=Path("leaderboards"), help="output folder")
     _accept_debug(board)
     add_data_parser(commands, _accept_debug)
+    add_submit_parser(commands, _accept_debug)
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -222,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_explain(args)
         if args.command == "data":
             return run_data_command(args)
+        if args.command == "submit":
+            return run_submit_command(args)
         if args.command == "evaluate":
             from mlcbench.evaluation import command_evaluate
 

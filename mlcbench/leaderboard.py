@@ -1,7 +1,9 @@
 """Markdown leaderboards (and a CSV of every number in them) from results on disk.
 
 Everything here is read from ``metrics.json`` and the dataset manifests, so a leaderboard can
-be rebuilt without retraining and the same results always give the same bytes.
+be rebuilt without retraining and the same results always give the same bytes. Outside
+submissions (``mlcbench submit``) are rows like the cells', named in a Submission column and
+ranked with them; they never enter the gains table.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from mlcbench.errors import MlcbenchError, SpecError
 from mlcbench.files import SAFE_NAME, atomic_write_text, remove_stale_temporaries
 from mlcbench.plot import forest_svg, gains_rows
 from mlcbench.scores import read_table
+from mlcbench.submission import SUBMISSIONS
 
 SPLIT = "test"
 RUN_DIR = "_run_dir"
@@ -86,13 +89,31 @@ def collect(run_dirs: Iterable[Path]) -> tuple[list[dict[str, Any]], dict[str, d
     return ordered, manifests
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+#: What a submission's ``metrics.json`` says about it that the leaderboard shows.
+SUBMISSION_FIELDS = {"name", "seed", "dataset", "dataset_key", "backbone", "loss"}
+
+
+def collect_submissions(run_dirs: Iterable[Path]) -> list[dict[str, Any]]:
+    """The metrics of every outside submission under the given run directories, by name and
+    seed (a name and seed in two directories counts once, from the first)."""
+    found: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for run_dir in run_dirs:
+        for path in sorted(run_dir.glob(f"{SUBMISSIONS}/*/*/metrics.json")):
+            metrics = _read_json(path, fix="submit it again with --force")
+            record = metrics.get("submission")
+            if not (isinstance(record, dict) and record.keys() >= SUBMISSION_FIELDS):
+                raise MlcbenchError(f"{path}: not a submission; submit it again with --force")
+            found.setdefault((record["dataset_key"], record["name"], record["seed"]), metrics)
+    return [found[key] for key in sorted(found)]
+
+
+def _read_json(path: Path, fix: str = "re-run its cell") -> dict[str, Any]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise MlcbenchError(f"{path}: unreadable results file ({error}); re-run its cell") from None
+        raise MlcbenchError(f"{path}: unreadable results file ({error}); {fix}") from None
     if not isinstance(value, dict):
-        raise MlcbenchError(f"{path}: not a results object; re-run its cell")
+        raise MlcbenchError(f"{path}: not a results object; {fix}")
     return value
 
 
@@ -115,6 +136,7 @@ def render(
     cells: list[dict[str, Any]],
     manifests: dict[str, dict[str, Any]],
     reference: Sequence[dict[str, Any]] = (),
+    submissions: Sequence[dict[str, Any]] = (),
 ) -> tuple[str, str, str | None]:
     """The markdown leaderboard, the CSV of every number in it, and the gains plot (SVG)."""
     out = io.StringIO()
@@ -127,20 +149,19 @@ def render(
         "image-level decision 'no class fires'; Neg. false alarms is the share of negative "
         "images on which any class fires (lower is better). Best value per column in bold.\n"
     )
-    by_dataset: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for metrics in cells:
-        by_dataset[(metrics["cell"]["dataset"], metrics["cell"]["dataset_key"])].append(metrics)
+    by_dataset, submitted = _by_dataset(cells, submissions)
     for (dataset, key), dataset_cells in by_dataset.items():
+        dataset_submissions = submitted.get((dataset, key), [])
         out.write(f"\n## {_escape(dataset)}\n\n")
         out.write(_dataset_summary(manifests.get(key)))
         for title, policy, explanation in TABLES:
             out.write(f"\n### {title}\n\nThresholds: {explanation}.\n\n")
-            rows = _rows(dataset_cells, policy)
+            rows = _rows(dataset_cells, dataset_submissions, policy)
             out.write(_table(rows) + "\n")
             published = [r for r in reference if r["dataset"] == dataset]
             if policy == "threshold_0.5" and published:
                 out.write(_reference_table(published))
-            for (backbone, loss), (seeds, values) in rows.items():
+            for (backbone, loss, submission), (seeds, values) in rows.items():
                 for column, (mean, std) in zip(COLUMNS, values, strict=True):
                     csv_rows.append(
                         [
@@ -156,6 +177,7 @@ def render(
                             None,
                             None,
                             None,
+                            submission,
                         ]
                     )
         gains = _gains(dataset_cells)
@@ -178,14 +200,40 @@ def render(
                             gain.low,
                             gain.high,
                             gain.p_value,
+                            "",
                         ]
                     )
-        out.write(_provenance(dataset_cells))
+        if dataset_cells:
+            out.write(_provenance(dataset_cells))
+        if dataset_submissions:
+            out.write(_submissions_note(dataset_submissions))
     plot = None
     if plot_rows:
         plot = forest_svg(f"{name}: gains of the auxiliary term", plot_rows)
         out.write(f"\n## Gains at a glance\n\n![Gains with 95% intervals]({name}_gains.svg)\n")
     return out.getvalue(), _csv(csv_rows), plot
+
+
+DatasetKey = tuple[str, str]
+
+
+def _by_dataset(
+    cells: list[dict[str, Any]], submissions: Sequence[dict[str, Any]]
+) -> tuple[dict[DatasetKey, list[dict[str, Any]]], dict[DatasetKey, list[dict[str, Any]]]]:
+    """Cells and submissions per (dataset name, dataset key). A submission joins the cells of
+    its dataset key; a dataset with submissions only comes after those with cells."""
+    by_dataset: dict[DatasetKey, list[dict[str, Any]]] = defaultdict(list)
+    for metrics in cells:
+        by_dataset[(metrics["cell"]["dataset"], metrics["cell"]["dataset_key"])].append(metrics)
+    name_of = {key: dataset for dataset, key in reversed(list(by_dataset))}
+    submitted: dict[DatasetKey, list[dict[str, Any]]] = defaultdict(list)
+    for metrics in submissions:
+        record = metrics["submission"]
+        key = record["dataset_key"]
+        submitted[(name_of.get(key, record["dataset"]), key)].append(metrics)
+    for group in sorted(submitted):
+        by_dataset.setdefault(group, [])
+    return dict(by_dataset), dict(submitted)
 
 
 GainKey = tuple[str, str, str, int]
@@ -256,15 +304,24 @@ def _gains_table(gains: dict[GainKey, dict[str, Gain]]) -> str:
     )
 
 
-def _rows(
-    cells: list[dict[str, Any]], policy: str
-) -> dict[tuple[str, str], tuple[int, list[tuple[float, float | None]]]]:
-    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+#: A table row: backbone, loss, and the submission's name ('' for the cells' rows).
+RowKey = tuple[str, str, str]
+Rows = dict[RowKey, tuple[int, list[tuple[float, float | None]]]]
+
+
+def _rows(cells: list[dict[str, Any]], submissions: Sequence[dict[str, Any]], policy: str) -> Rows:
+    """One row per backbone × loss of the cells, then one per submission name; each the
+    mean and std over its seeds."""
+    measured: dict[RowKey, list[dict[str, Any]]] = defaultdict(list)
     for metrics in cells:
-        grouped[(metrics["cell"]["backbone"], metrics["cell"]["loss"])].append(metrics)
+        measured[(metrics["cell"]["backbone"], metrics["cell"]["loss"], "")].append(metrics)
+    submitted: dict[RowKey, list[dict[str, Any]]] = defaultdict(list)
+    for metrics in submissions:
+        record = metrics["submission"]
+        submitted[(record["backbone"], record["loss"], record["name"])].append(metrics)
+    ordered = [*sorted(measured.items()), *sorted(submitted.items(), key=lambda i: i[0][2])]
     rows = {}
-    for row_key in sorted(grouped):
-        runs = grouped[row_key]
+    for row_key, runs in ordered:
         values = []
         for column in COLUMNS:
             block_name = column.tuned_policy if policy == "tuned" else policy
@@ -306,20 +363,27 @@ def _reference_table(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def _table(rows: dict[tuple[str, str], tuple[int, list[tuple[float, float | None]]]]) -> str:
+def _table(rows: Rows) -> str:
+    """The rows with the best mean per column in bold, submissions ranked with the cells; a
+    Submission column names the submissions where there are any."""
     best: list[float] = []
     for index, column in enumerate(COLUMNS):
         means = [values[index][0] for _, values in rows.values()]
         best.append(max(means) if column.higher_is_better else min(means))
+    has_submissions = any(submission for _, _, submission in rows)
     body = []
-    for (backbone, loss), (seeds, values) in rows.items():
+    for (backbone, loss, submission), (seeds, values) in rows.items():
         cells = []
         for index, (mean, std) in enumerate(values):
             text = _format(mean, std)
             is_best = len(rows) > 1 and round(mean, 6) == round(best[index], 6)
             cells.append(f"**{text}**" if is_best else text)
-        body.append([_escape(backbone), _escape(loss), *cells, seeds])
-    headers = ["Backbone", "Loss", *(c.title for c in COLUMNS), "Seeds"]
+        names = [_escape(backbone or "—"), _escape(loss or "—")]
+        if has_submissions:
+            names.append(_escape(submission))
+        body.append([*names, *cells, seeds])
+    headers = ["Backbone", "Loss", *(["Submission"] if has_submissions else [])]
+    headers += [*(c.title for c in COLUMNS), "Seeds"]
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 
 
@@ -374,6 +438,27 @@ def _provenance(cells: list[dict[str, Any]]) -> str:
     )
 
 
+def _submissions_note(submissions: Sequence[dict[str, Any]]) -> str:
+    """Who submitted what: each name's description, link, seeds and date."""
+    by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for metrics in submissions:
+        by_name[metrics["submission"]["name"]].append(metrics["submission"])
+    lines = []
+    for name, records in sorted(by_name.items()):
+        texts = [r[field] for field in ("description", "url") for r in records if r[field]]
+        texts = list(dict.fromkeys(texts))
+        last = max(float(r.get("submitted_at", 0.0)) for r in records)
+        date = datetime.datetime.fromtimestamp(last, datetime.timezone.utc).strftime("%Y-%m-%d")
+        seeds = f"{len(records)} seed{'s' if len(records) > 1 else ''}"
+        about = f": {_escape(' — '.join(texts))}" if texts else ""
+        lines.append(f"- {_escape(name)} ({seeds}, submitted {date} UTC){about}")
+    return (
+        "\nSubmissions — models trained elsewhere, added with `mlcbench submit` as val and test "
+        "score files that were checked against this dataset's label files and scored by the "
+        "same code as the cells, so they are ranked with them:\n\n" + "\n".join(lines) + "\n"
+    )
+
+
 def _csv(rows: list[list[Any]]) -> str:
     import csv
 
@@ -393,6 +478,7 @@ def _csv(rows: list[list[Any]]) -> str:
             "ci_low",
             "ci_high",
             "p_value",
+            "submission",
         ]
     )
     for row in rows:
@@ -411,11 +497,12 @@ def write_leaderboard(name: str, run_dirs: Sequence[Path], out_dir: Path) -> Pat
         )
     cells, manifests = collect(run_dirs)
     reference = collect_reference(run_dirs)
-    if not cells:
+    submissions = collect_submissions(run_dirs)
+    if not cells and not submissions:
         raise MlcbenchError(
             f"no finished cells under {', '.join(map(str, run_dirs))}; run 'mlcbench run' first"
         )
-    markdown, csv_text, plot = render(name, cells, manifests, reference)
+    markdown, csv_text, plot = render(name, cells, manifests, reference, submissions)
     remove_stale_temporaries(out_dir)
     path = out_dir / f"{name}.md"
     atomic_write_text(path, markdown)
@@ -439,7 +526,7 @@ def write_index(out_dir: Path) -> Path:
         with table.open(encoding="utf-8", newline="") as stream:
             records = [r for r in csv.DictReader(stream) if r["policy"] == "threshold_0.5"]
         datasets = sorted({r["dataset"] for r in records})
-        settings = {(r["dataset"], r["backbone"], r["loss"]) for r in records}
+        settings = {(r["dataset"], r["backbone"], r["loss"], r.get("submission")) for r in records}
         rows.append(
             [
                 f"[{_escape(table.stem)}]({markdown.name})",

@@ -291,7 +291,13 @@ def prepare_dataset(dataset: ResolvedPlugin, out_dir: Path) -> MultiLabelDataset
         write_table(path, split.image_ids, built.class_names, split.labels.astype(np.int64))
     write_json(
         path.parent / "manifest.json",
-        {"dataset": built.name, "config": dataset.config(), "splits": built.manifest()},
+        {
+            "dataset": built.name,
+            "config": dataset.config(),
+            "splits": built.manifest(),
+            # Submissions (mlcbench submit) are scored without building the dataset.
+            "class_weights": dict(built.class_weights) if built.class_weights else None,
+        },
     )
     return built
 

@@ -40,6 +40,41 @@ def fake_cell(run: Path, cell_id: str, backbone: str, loss: str, seed: int, valu
     (folder / "metrics.json").write_text(json.dumps(metrics))
 
 
+def fake_submission(
+    run: Path,
+    name: str,
+    seed: int,
+    value: float,
+    *,
+    backbone: str = "",
+    loss: str = "",
+    **about: str,
+) -> None:
+    """A submission's metrics.json as ``mlcbench submit`` writes it (test blocks only)."""
+    block = {
+        "map": value,
+        "macro_f1": value / 2,
+        "macro_f2": value / 3,
+        "f1_neg": 0.95,
+        "neg_false_alarm_rate": 1 - value,
+    }
+    record = {
+        "name": name,
+        "backbone": backbone,
+        "loss": loss,
+        "seed": seed,
+        "description": about.get("description", ""),
+        "url": about.get("url", ""),
+        "dataset": "toy",
+        "dataset_key": "abc123",
+        "submitted_at": 1750000000.0,
+    }
+    folder = run / "submissions" / name / f"seed-{seed}"
+    folder.mkdir(parents=True)
+    metrics = {"submission": record, "test": {policy: block for policy in POLICIES}}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
 @pytest.fixture
 def run(tmp_path: Path) -> Path:
     run = tmp_path / "run"
@@ -96,9 +131,10 @@ def test_the_same_results_give_the_same_bytes_and_a_csv_of_every_number(
     assert first.read_bytes() == second.read_bytes()
     table = first.with_suffix(".csv").read_text().splitlines()
     assert table[0] == (
-        "dataset,dataset_key,backbone,loss,policy,metric,mean,std,seeds,ci_low,ci_high,p_value"
+        "dataset,dataset_key,backbone,loss,policy,metric,mean,std,seeds,ci_low,ci_high,p_value,"
+        "submission"
     )
-    assert "toy,abc123,net,bce,threshold_0.5,map,0.55,0.07071067812,2,,," in table
+    assert "toy,abc123,net,bce,threshold_0.5,map,0.55,0.07071067812,2,,,," in table
 
 
 def test_a_name_cannot_point_outside_the_output_folder(run: Path, tmp_path: Path) -> None:
@@ -113,6 +149,49 @@ def test_missing_or_empty_results_fail_clearly(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(MlcbenchError, match="no finished cells"):
         write_leaderboard("toy", [tmp_path / "empty"], tmp_path)
+
+
+def test_submissions_are_rows_named_in_their_own_column_and_ranked_with_the_cells(
+    run: Path, tmp_path: Path
+) -> None:
+    fake_submission(run, "acme", 0, 0.90, backbone="Res|Net", loss="asl", description="<i>x</i>")
+    fake_submission(run, "acme", 1, 0.70, backbone="Res|Net", loss="asl", url="https://a.b/?c&d")
+    fake_submission(run, "plain", 0, 0.10)
+    board = write_leaderboard("toy", [run], tmp_path / "out").read_text()
+    header = next(line for line in board.splitlines() if line.startswith("| Backbone"))
+    assert header.split("|")[1:4] == [
+        " Backbone   ",
+        " Loss                        ",
+        " Submission   ",
+    ]
+    lines = board.splitlines()
+    acme = next(line for line in lines if "| acme " in line)
+    assert acme.startswith("| Res\\|Net ") and "**80.00 ± 14.14**" in acme  # best mAP: ranked
+    assert re.search(r"\|\s*2\s*\|$", acme)  # two seeds, averaged
+    plain = next(line for line in lines if "| plain " in line)
+    assert plain.startswith("| —") and "| —  " in plain  # no backbone or loss given
+    cell = next(line for line in lines if "| bce " in line)
+    assert "**" not in cell.split("|")[5]  # a cell's mAP is no longer the best
+    assert (
+        "- acme (2 seeds, submitted 2025-06-15 UTC): &lt;i&gt;x&lt;/i&gt; — https://a.b/?c&amp;d"
+        in board
+    )
+    assert "<i>" not in board
+    assert "3 cells, 2 seeds" in board  # the provenance counts cells only
+    table = (tmp_path / "out" / "toy.csv").read_text().splitlines()
+    assert "toy,abc123,Res|Net,asl,threshold_0.5,map,0.8,0.1414213562,2,,,,acme" in table
+    assert "toy,abc123,,,threshold_0.5,map,0.1,,1,,,,plain" in table
+    index = (tmp_path / "out" / "README.md").read_text()
+    assert re.search(r"\[toy\]\(toy.md\)\s*\|\s*toy\s*\|\s*4", index)  # 2 + 2 rows
+
+
+def test_a_dataset_with_submissions_only_still_gets_its_section(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    fake_submission(run, "lonely", 0, 0.5, backbone="net", loss="bce")
+    board = write_leaderboard("toy", [run], tmp_path / "out").read_text()
+    assert "## toy" in board and "(dataset manifest missing)" in board
+    assert board.count("| lonely ") == 2  # both threshold tables
+    assert "Provenance" not in board and "- lonely (1 seed" in board
 
 
 def test_gains_table_pairs_each_loss_with_its_auxiliary_version(tmp_path: Path) -> None:
@@ -136,7 +215,11 @@ def test_gains_table_pairs_each_loss_with_its_auxiliary_version(tmp_path: Path) 
             path.write_text(json.dumps(metrics))
             scores = np.clip(strength * labels + 0.5 * rng.random(labels.shape), 0, 1)
             write_table(path.parent / "scores_test.csv", ids, ["a", "b", "c"], scores)
+    # A submission that names the same backbone and loss never pairs: it has no loss config.
+    fake_submission(run, "outside", 0, 0.5, backbone="net", loss="bce+any_class")
     board = write_leaderboard("toy", [run], tmp_path / "out").read_text()
+    gains_section = board.split("### Gains of the auxiliary term")[1].split("Provenance")[0]
+    assert "outside" not in gains_section and gains_section.count("| net ") == 1
     assert "### Gains of the auxiliary term" in board
     row = next(line for line in board.splitlines() if "| bce " in line and "bce+any_class" in line)
     assert row.count("✱") == 4  # the stronger scores win on every metric
@@ -191,6 +274,7 @@ def test_provenance_names_versions_commit_hardware_and_date(run: Path, tmp_path:
 
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard_toy.md"
+GOLDEN_SUBMITTED = Path(__file__).parent / "golden" / "leaderboard_toy_submitted.md"
 
 
 def test_a_leaderboard_from_fixed_results_matches_the_golden_file(
@@ -204,3 +288,14 @@ def test_a_leaderboard_from_fixed_results_matches_the_golden_file(
     if os.environ.get("MLCBENCH_REGENERATE_GOLDEN"):
         GOLDEN.write_text(board, encoding="utf-8")
     assert board == GOLDEN.read_text(encoding="utf-8")
+
+
+def test_a_leaderboard_with_a_submission_matches_its_golden_file(run: Path, tmp_path: Path) -> None:
+    """The same results plus one outside submission (regenerate as above)."""
+    import os
+
+    fake_submission(run, "acme", 0, 0.70, backbone="ResNet-50", loss="asl", url="https://a.b")
+    board = write_leaderboard("toy", [run], tmp_path / "out").read_text()
+    if os.environ.get("MLCBENCH_REGENERATE_GOLDEN"):
+        GOLDEN_SUBMITTED.write_text(board, encoding="utf-8")
+    assert board == GOLDEN_SUBMITTED.read_text(encoding="utf-8")
