@@ -89,6 +89,7 @@ class CompositeLoss(nn.Module):
         self.register_buffer("negative_image_weight", negative_weight)
         self._targets_checked = False
         self._fused: bool | None = None
+        self._column_weights: tuple[Any, Tensor] | None = None
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         check_inputs(logits, targets, self.name)
@@ -113,11 +114,13 @@ class CompositeLoss(nn.Module):
     @property
     def fused(self) -> bool:
         """True when every part gives its gradient in closed form: the base loss has
-        ``value_and_grad`` and every auxiliary term ``derive`` and ``accumulate``."""
+        ``value_and_grad``, every auxiliary term ``derive``, ``accumulate`` and
+        ``column_weight``."""
         if self._fused is None:
             self._fused = callable(getattr(self.base, "value_and_grad", None)) and all(
                 callable(getattr(term, "derive", None))
                 and callable(getattr(term, "accumulate", None))
+                and hasattr(term, "column_weight")
                 for term in self.auxiliaries
             )
         return self._fused
@@ -131,6 +134,23 @@ class CompositeLoss(nn.Module):
             per_image = per_image + term(logits, targets, self.base)
         image_weights, normaliser = self.image_weights(targets)
         return (image_weights * per_image).sum() / normaliser
+
+    def column_weights(self, classes: int, widths: Sequence[int], like: Tensor) -> Tensor:
+        """How much each column of the fused values counts in an image's loss: 1 for each
+        of the ``classes``, then each auxiliary term's ``column_weight`` for each of its
+        ``widths`` columns. Built again only when the shape, device or a weight changes."""
+        terms: list[Any] = list(self.auxiliaries)
+        term_weights = tuple(float(term.column_weight) for term in terms)
+        key = (classes, tuple(widths), term_weights, like.device, like.dtype)
+        if self._column_weights is None or self._column_weights[0] != key:
+            weights = [1.0] * classes
+            for weight, width in zip(term_weights, widths, strict=True):
+                weights += [weight] * width
+            self._column_weights = (
+                key,
+                torch.tensor(weights, dtype=like.dtype, device=like.device),
+            )
+        return self._column_weights[1]
 
     def image_weights(self, targets: Tensor) -> tuple[Tensor, Tensor]:
         """Class-balancing weight ``b_i`` of every image (ones when balancing is off) and the
@@ -165,27 +185,13 @@ class _FusedCompositeLoss(torch.autograd.Function):
         # Modules hold these methods by the contract checked in CompositeLoss.fused.
         base: Any = composite.base
         terms: list[Any] = list(composite.auxiliaries)
-        derived = [term.derive(logits, targets) for term in terms]
-        if derived:
-            # One call of the element-wise base loss on the class logits and every derived
-            # logit, flattened into one column so each block stays contiguous.
-            all_logits = torch.cat([logits.reshape(-1, 1), *(d[0].reshape(-1, 1) for d in derived)])
-            all_targets = torch.cat(
-                [targets.reshape(-1, 1), *(d[1].reshape(-1, 1) for d in derived)]
-            )
+        if terms:
+            values, gradient, widths = _with_auxiliary_columns(logits, targets, base, terms)
+            weights = composite.column_weights(logits.shape[1], widths, values)
+            per_image = torch.mv(values, weights)
         else:
-            all_logits, all_targets = logits, targets
-        values, derivative = base.value_and_grad(all_logits, all_targets)
-        size = logits.numel()
-        per_image = values[:size].view_as(logits).sum(dim=1)
-        gradient = derivative[:size].view_as(logits)
-        start = size
-        for term, (extra_logits, _, context) in zip(terms, derived, strict=True):
-            end = start + extra_logits.numel()
-            term_values = values[start:end].view_as(extra_logits)
-            term_derivative = derivative[start:end].view_as(extra_logits)
-            per_image.add_(term.accumulate(term_values, term_derivative, context, gradient))
-            start = end
+            values, gradient = base.value_and_grad(logits, targets)
+            per_image = values.sum(dim=1)
         image_weights, normaliser = composite.image_weights(targets)
         scale = image_weights.div_(normaliser)
         ctx.save_for_backward(gradient.mul_(scale.unsqueeze(1)))
@@ -195,6 +201,27 @@ class _FusedCompositeLoss(torch.autograd.Function):
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None, None]:
         (gradient,) = ctx.saved_tensors
         return grad_output * gradient, None, None
+
+
+def _with_auxiliary_columns(
+    logits: Tensor, targets: Tensor, base: Any, terms: list[Any]
+) -> tuple[Tensor, Tensor, list[int]]:
+    """One call of the element-wise base loss on the class logits and, as extra columns,
+    every term's derived logits; the terms then add their chain rule to the class gradient.
+    Returns the values (B, C + extra), the gradient by the class logits (B, C) and how many
+    columns each term added."""
+    derived = [term.derive(logits, targets) for term in terms]
+    all_logits = torch.column_stack([logits, *(d[0] for d in derived)])
+    all_targets = torch.column_stack([targets, *(d[1] for d in derived)])
+    values, derivative = base.value_and_grad(all_logits, all_targets)
+    classes = logits.shape[1]
+    gradient = derivative[:, :classes]
+    widths = [d[0].shape[1] for d in derived]
+    start = classes
+    for term, width, (_, _, context) in zip(terms, widths, derived, strict=True):
+        term.accumulate(derivative[:, start : start + width], context, gradient)
+        start += width
+    return values, gradient, widths
 
 
 def check_binary_targets(targets: Tensor, name: str = "") -> None:

@@ -178,6 +178,19 @@ def test_any_class_term_scales_with_its_weight(plugins: Plugins) -> None:
     assert torch.all(factory(weight=0.0, beta=0.1)(logits, targets, bce) == 0)
 
 
+def test_a_changed_term_weight_takes_effect_on_the_next_batch(plugins: Plugins) -> None:
+    """The fused pass caches its column weights; a schedule that changes α must not be
+    served a stale copy."""
+    logits, targets = random_batch(4)
+    counts = dict(class_counts=[5.0] * targets.shape[1], negative_count=20.0)
+    loss = create_loss("focal+any_class", plugins=plugins, **counts)
+    focal_alone = create_loss("focal", plugins=plugins, **counts)
+    assert loss.fused
+    loss(logits, targets)
+    loss.auxiliaries[0].weight = 0.0
+    torch.testing.assert_close(loss(logits, targets), focal_alone(logits, targets))
+
+
 def edge_batches() -> dict[str, tuple[Tensor, Tensor]]:
     big = torch.tensor([[100.0, -100.0, 100.0], [-100.0, 100.0, -100.0]])
     return {

@@ -33,25 +33,26 @@ class AnyClassPresence(nn.Module):
         any_logit = (weights * logits).sum(dim=1, keepdim=True) / weights.sum(dim=1, keepdim=True)
         return self.weight * elementwise(any_logit, any_present).squeeze(1)
 
+    @property
+    def column_weight(self) -> float:
+        """How much the base loss at the any-class logit counts in an image's loss: α."""
+        return self.weight
+
     def derive(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The any-class logit (B, 1) and target (B, 1) the base loss is evaluated on, and
         the Jacobian ``∂s_i/∂z_ij = w_ij / Σ_j w_ij`` (B, C) for :meth:`accumulate`."""
         any_present = targets.sum(dim=1, keepdim=True).clamp_max_(1.0)
         scaled = any_present * (1.0 - self.beta)
-        # w = 1 − (1 − λ) a (1 − y) = (1 − c) + c y with c = (1 − λ) a
-        weights = (targets * scaled).add_(1.0 - scaled)
+        # w = 1 − c (1 − y) = c y − c + 1 with c = (1 − λ) a; scalar and (B, 1) steps only.
+        weights = torch.mul(targets, scaled).sub_(scaled).add_(1.0)
         jacobian = weights.div_(weights.sum(dim=1, keepdim=True))
-        any_logit = (jacobian * logits).sum(dim=1, keepdim=True)
+        any_logit = torch.linalg.vecdot(jacobian, logits).unsqueeze(1)
         return any_logit, any_present, jacobian
 
-    def accumulate(
-        self, values: Tensor, derivative: Tensor, jacobian: Tensor, gradient: Tensor
-    ) -> Tensor:
-        """Add ``α ℓ'(s_i) w_ij / Σ w`` to ``gradient`` (B, C) in place and return the
-        per-image term ``α ℓ(s_i, a_i)`` (B,), from the base loss's values and derivatives
-        at the any-class logits (B, 1)."""
-        gradient.add_(jacobian.mul_(derivative * self.weight))
-        return values.squeeze(1) * self.weight
+    def accumulate(self, derivative: Tensor, jacobian: Tensor, gradient: Tensor) -> None:
+        """Add ``α ℓ'(s_i) w_ij / Σ w`` to ``gradient`` (B, C) in place, from the base loss's
+        derivative at the any-class logits (B, 1)."""
+        gradient.addcmul_(jacobian, derivative, value=self.weight)
 
     def _presence_and_weights(self, targets: Tensor) -> tuple[Tensor, Tensor]:
         """``a_i`` (B, 1) and ``w_ij`` (B, C): 1 for present classes, λ for absent classes of a
