@@ -14,6 +14,8 @@ from mlcbench import __version__
 from mlcbench.data_commands import add_data_parser, run_data_command
 from mlcbench.errors import MlcbenchError
 from mlcbench.submission import add_submit_parser, run_submit_command
+from mlcbench.text import duration
+from mlcbench.tuning import add_tune_parser, run_tune_command
 
 EXAMPLES = """\
 examples:
@@ -25,6 +27,7 @@ examples:
   mlcbench data summary benchmarks/coco.yaml         images, negatives, classes per split
   mlcbench evaluate scores.csv --labels labels.csv   score predictions made anywhere
   mlcbench explain any_class --out any_class.png     what the any-class term rewards
+  mlcbench tune SPEC --trials 20                     search the any-class α, λ and β (Optuna)
   mlcbench run SPEC --executor ray --wandb PROJECT   on a Ray cluster, logged to W&B
 """
 
@@ -138,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--out", type=Path, default=Path("leaderboards"), help="output folder")
     _accept_debug(board)
     add_data_parser(commands, _accept_debug)
+    add_tune_parser(commands, _accept_debug)
     add_submit_parser(commands, _accept_debug)
 
     evaluate = commands.add_parser(
@@ -225,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_explain(args)
         if args.command == "data":
             return run_data_command(args)
+        if args.command == "tune":
+            return run_tune_command(args)
         if args.command == "submit":
             return run_submit_command(args)
         if args.command == "evaluate":
@@ -289,7 +295,7 @@ def command_run(args: argparse.Namespace) -> int:
     )
     for cell_id, reason in summary.failed.items():
         print(f"  failed: cell {cell_id}: {reason}")
-    print(f"Total wall time: {_duration(time.perf_counter() - started)}")
+    print(f"Total wall time: {duration(time.perf_counter() - started)}")
     return 1 if summary.failed else 0
 
 
@@ -364,11 +370,6 @@ def command_leaderboard(args: argparse.Namespace) -> int:
 def _report_failures(plugins: object) -> None:
     for failure in getattr(plugins, "failures", []):
         print(f"mlcbench: warning: {failure.message()}", file=sys.stderr)
-
-
-def _duration(seconds: float) -> str:
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes)} min {rest:.1f} s" if minutes else f"{rest:.1f} s"
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""A forest plot of the gains (Δ with 95% intervals) as a small, dependency-free SVG.
+"""Small, dependency-free SVG plots: a forest plot of the gains (Δ with 95% intervals) and
+the objective of a tuning study per trial.
 
 Written by hand rather than with a plotting library so that the same results give the same
-bytes on every machine, like the markdown it sits in.
+bytes on every machine, like the markdown they sit in.
 """
 
 from __future__ import annotations
@@ -29,10 +30,7 @@ def forest_svg(title: str, rows: Sequence[tuple[str, float, float, float, bool]]
 
     top = MARGIN * 2 + ROW_HEIGHT // 2
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'font-family="sans-serif" font-size="12">',
-        f'<rect width="{width}" height="{height}" fill="white"/>',
-        f'<text x="{MARGIN}" y="{MARGIN + 4}" font-weight="bold">{escape(title)}</text>',
+        *_svg_start(width, height, title),
         f'<line x1="{x(0):.1f}" y1="{top - 8}" x2="{x(0):.1f}" '
         f'y2="{top + ROW_HEIGHT * len(rows)}" stroke="#888" stroke-dasharray="3,3"/>',
     ]
@@ -58,6 +56,16 @@ def forest_svg(title: str, rows: Sequence[tuple[str, float, float, float, bool]]
     return "\n".join(parts) + "\n"
 
 
+def _svg_start(width: int, height: int, title: str) -> list[str]:
+    """The opening tag, a white background and the bold title of a plot."""
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{MARGIN}" y="{MARGIN + 4}" font-weight="bold">{escape(title)}</text>',
+    ]
+
+
 def gains_rows(
     dataset: str, gains: Mapping[tuple[str, str, str, int], Mapping[str, Gain]]
 ) -> list[tuple[str, float, float, float, bool]]:
@@ -71,3 +79,87 @@ def gains_rows(
                 (label, 100 * gain.delta, 100 * gain.low, 100 * gain.high, gain.significant)
             )
     return rows
+
+
+TRIALS_WIDTH = 560
+TRIALS_HEIGHT = 300
+AXIS_MARGIN = 56
+#: Up to this many trials, every trial number is a tick on the x axis.
+MAX_TRIAL_TICKS = 20
+
+
+def trials_svg(title: str, trials: Sequence[tuple[int, float, bool]], y_label: str) -> str:
+    """``trials``: (trial number, value, pruned) in trial order. A complete trial is a filled
+    dot at its objective, a pruned one a hollow grey dot at its last reported value; a step
+    line follows the best complete value so far."""
+    left, right, top, bottom = AXIS_MARGIN, MARGIN * 2, MARGIN * 3, AXIS_MARGIN
+    plot_width = TRIALS_WIDTH - left - right
+    plot_height = TRIALS_HEIGHT - top - bottom
+    values = [value for _, value, _ in trials]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = max(high - low, 0.01) * 0.1
+    low, high = low - pad, high + pad
+    last = max([1, *(number for number, _, _ in trials)])
+
+    def x(number: float) -> float:
+        return left + number / last * plot_width
+
+    def y(value: float) -> float:
+        return top + (high - value) / (high - low) * plot_height
+
+    parts = [
+        *_svg_start(TRIALS_WIDTH, TRIALS_HEIGHT, title),
+        f'<line x1="{left}" y1="{top + plot_height}" x2="{left + plot_width}" '
+        f'y2="{top + plot_height}" stroke="#888"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_height}" stroke="#888"/>',
+    ]
+    for step in range(5):
+        tick = low + (high - low) * step / 4
+        parts.append(
+            f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick:.3f}</text>'
+        )
+    for number in range(last + 1) if last <= MAX_TRIAL_TICKS else sorted({0, last // 2, last}):
+        parts.append(
+            f'<text x="{x(number):.1f}" y="{top + plot_height + 16}" '
+            f'text-anchor="middle">{number}</text>'
+        )
+    parts += [
+        f'<text x="{left + plot_width / 2:.1f}" y="{TRIALS_HEIGHT - 12}" '
+        'text-anchor="middle">trial</text>',
+        f'<text x="14" y="{top + plot_height / 2:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {top + plot_height / 2:.1f})">{escape(y_label)}</text>',
+    ]
+    dots, best_line = [], []
+    best = None
+    for number, value, pruned in trials:
+        if pruned:
+            dots.append(
+                f'<circle cx="{x(number):.1f}" cy="{y(value):.1f}" r="4" fill="white" '
+                'stroke="#888"/>'
+            )
+            continue
+        if best is not None:  # a step: level until this trial, then up to its value
+            best_line.append(f"{x(number):.1f},{y(best):.1f}")
+        best = value if best is None else max(best, value)
+        best_line.append(f"{x(number):.1f},{y(best):.1f}")
+        dots.append(f'<circle cx="{x(number):.1f}" cy="{y(value):.1f}" r="4" fill="#0969da"/>')
+    if best_line:
+        best_line.append(f"{x(last):.1f},{y(best or 0.0):.1f}")  # level to the last trial
+        parts.append(
+            f'<polyline points="{" ".join(best_line)}" fill="none" stroke="#1a7f37" '
+            'stroke-width="2"/>'
+        )
+    parts += [*dots, *_trials_legend(left, top - 10), "</svg>"]
+    return "\n".join(parts) + "\n"
+
+
+def _trials_legend(left: int, baseline: int) -> list[str]:
+    return [
+        f'<circle cx="{left + 6}" cy="{baseline - 4}" r="4" fill="#0969da"/>',
+        f'<text x="{left + 14}" y="{baseline}">complete</text>',
+        f'<circle cx="{left + 90}" cy="{baseline - 4}" r="4" fill="white" stroke="#888"/>',
+        f'<text x="{left + 98}" y="{baseline}">pruned (last value)</text>',
+        f'<line x1="{left + 230}" y1="{baseline - 4}" x2="{left + 250}" y2="{baseline - 4}" '
+        'stroke="#1a7f37" stroke-width="2"/>',
+        f'<text x="{left + 256}" y="{baseline}">best so far</text>',
+    ]
