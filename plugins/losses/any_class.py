@@ -49,10 +49,10 @@ class AnyClassPresence(nn.Module):
         any_logit = torch.linalg.vecdot(jacobian, logits).unsqueeze(1)
         return any_logit, any_present, jacobian
 
-    def accumulate(self, derivative: Tensor, jacobian: Tensor, gradient: Tensor) -> None:
-        """Add ``α ℓ'(s_i) w_ij / Σ w`` to ``gradient`` (B, C) in place, from the base loss's
-        derivative at the any-class logits (B, 1)."""
-        gradient.addcmul_(jacobian, derivative, value=self.weight)
+    def accumulate(self, derivative: Tensor, jacobian: Tensor, gradient: Tensor) -> Tensor:
+        """``gradient`` (B, C) plus ``α ℓ'(s_i) w_ij / Σ w``, from the base loss's derivative
+        at the any-class logits (B, 1); a new, contiguous tensor."""
+        return torch.addcmul(gradient, jacobian, derivative, value=self.weight)
 
     def _presence_and_weights(self, targets: Tensor) -> tuple[Tensor, Tensor]:
         """``a_i`` (B, 1) and ``w_ij`` (B, C): 1 for present classes, λ for absent classes of a
