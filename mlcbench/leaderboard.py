@@ -49,6 +49,8 @@ COLUMNS = (
     Column("F1-neg", "f1_neg", "val_tuned_f1"),
     Column("Neg. false alarms", "neg_false_alarm_rate", "val_tuned_f1", higher_is_better=False),
 )
+#: Where a dataset defines class weights (Sewer-ML), its own F2: after the F2 column.
+CIW_F2 = Column("CIW-F2", "ciw_f2", "val_tuned_f2")
 TABLES = (
     ("Threshold 0.5", "threshold_0.5", "every class fires at probability ≥ 0.5"),
     (
@@ -154,15 +156,16 @@ def render(
         dataset_submissions = submitted.get((dataset, key), [])
         out.write(f"\n## {_escape(dataset)}\n\n")
         out.write(_dataset_summary(manifests.get(key)))
+        columns = columns_for([*dataset_cells, *dataset_submissions])
         for title, policy, explanation in TABLES:
             out.write(f"\n### {title}\n\nThresholds: {explanation}.\n\n")
-            rows = _rows(dataset_cells, dataset_submissions, policy)
-            out.write(_table(rows) + "\n")
+            rows = _rows(dataset_cells, dataset_submissions, policy, columns)
+            out.write(_table(rows, columns) + "\n")
             published = [r for r in reference if r["dataset"] == dataset]
             if policy == "threshold_0.5" and published:
                 out.write(_reference_table(published))
             for (backbone, loss, submission), (seeds, values) in rows.items():
-                for column, (mean, std) in zip(COLUMNS, values, strict=True):
+                for column, (mean, std) in zip(columns, values, strict=True):
                     csv_rows.append(
                         [
                             dataset,
@@ -309,7 +312,20 @@ RowKey = tuple[str, str, str]
 Rows = dict[RowKey, tuple[int, list[tuple[float, float | None]]]]
 
 
-def _rows(cells: list[dict[str, Any]], submissions: Sequence[dict[str, Any]], policy: str) -> Rows:
+def columns_for(runs: Sequence[dict[str, Any]]) -> tuple[Column, ...]:
+    """The table's columns: CIW-F2 joins where every run of the dataset scored it."""
+    if runs and all(run[SPLIT]["threshold_0.5"].get("ciw_f2") is not None for run in runs):
+        index = COLUMNS.index(next(c for c in COLUMNS if c.metric == "macro_f2")) + 1
+        return (*COLUMNS[:index], CIW_F2, *COLUMNS[index:])
+    return COLUMNS
+
+
+def _rows(
+    cells: list[dict[str, Any]],
+    submissions: Sequence[dict[str, Any]],
+    policy: str,
+    columns: Sequence[Column] = COLUMNS,
+) -> Rows:
     """One row per backbone × loss of the cells, then one per submission name; each the
     mean and std over its seeds."""
     measured: dict[RowKey, list[dict[str, Any]]] = defaultdict(list)
@@ -323,7 +339,7 @@ def _rows(cells: list[dict[str, Any]], submissions: Sequence[dict[str, Any]], po
     rows = {}
     for row_key, runs in ordered:
         values = []
-        for column in COLUMNS:
+        for column in columns:
             block_name = column.tuned_policy if policy == "tuned" else policy
             values.append(_mean_std([run[SPLIT][block_name][column.metric] for run in runs]))
         rows[row_key] = (len(runs), values)
@@ -363,11 +379,11 @@ def _reference_table(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def _table(rows: Rows) -> str:
+def _table(rows: Rows, columns: Sequence[Column] = COLUMNS) -> str:
     """The rows with the best mean per column in bold, submissions ranked with the cells; a
     Submission column names the submissions where there are any."""
     best: list[float] = []
-    for index, column in enumerate(COLUMNS):
+    for index, column in enumerate(columns):
         means = [values[index][0] for _, values in rows.values()]
         best.append(max(means) if column.higher_is_better else min(means))
     has_submissions = any(submission for _, _, submission in rows)
@@ -383,7 +399,7 @@ def _table(rows: Rows) -> str:
             names.append(_escape(submission))
         body.append([*names, *cells, seeds])
     headers = ["Backbone", "Loss", *(["Submission"] if has_submissions else [])]
-    headers += [*(c.title for c in COLUMNS), "Seeds"]
+    headers += [*(c.title for c in columns), "Seeds"]
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 
 

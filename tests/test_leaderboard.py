@@ -108,6 +108,25 @@ def test_rows_hold_seed_means_and_sample_std_in_percent(run: Path, tmp_path: Pat
     assert "- test: test labels are not public; this split is a copy of val" in board
 
 
+def test_a_dataset_with_class_weights_gets_a_ciw_f2_column(run: Path, tmp_path: Path) -> None:
+    """Sewer-ML ranks by CIW-F2: where every run scored it, it stands beside F2."""
+    without = write_leaderboard("toy", [run], tmp_path / "plain").read_text()
+    assert "CIW-F2" not in without
+    for path in run.glob("cells/*/metrics.json"):
+        metrics = json.loads(path.read_text())
+        for block in metrics["test"].values():
+            block["ciw_f2"] = block["map"] / 4
+        path.write_text(json.dumps(metrics))
+    board = write_leaderboard("toy", [run], tmp_path / "out").read_text()
+    header = next(line for line in board.splitlines() if line.startswith("| Backbone"))
+    titles = [cell.strip() for cell in header.strip("|").split("|")]
+    assert titles[titles.index("F2") + 1] == "CIW-F2"
+    bce = next(line for line in board.splitlines() if "| bce " in line)
+    assert "13.75 ± 1.77" in bce  # (0.5 + 0.6) / 2 / 4, in percent
+    csv_text = (tmp_path / "out" / "toy.csv").read_text()
+    assert ",ciw_f2," in csv_text
+
+
 def test_best_value_per_column_is_bold_and_lower_is_better_for_false_alarms(
     run: Path, tmp_path: Path
 ) -> None:
