@@ -126,7 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     _accept_debug(run)
 
     plugins = commands.add_parser(
-        "plugins", help="list the installed datasets, backbones and losses"
+        "plugins",
+        help="list the installed datasets, backbones and losses",
+        description="List every dataset, backbone and loss with the distribution and version "
+        "that provides it, and the plugin distributions that were blocked or failed to load.",
+        epilog="examples:\n  mlcbench plugins\n  mlcbench -p no:mlcbench-poly1 plugins   "
+        "without one distribution's plugins",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _accept_debug(plugins)
 

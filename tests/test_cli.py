@@ -107,17 +107,22 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert caught.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: mlcbench")
-    for command in ["run", "plugins", "leaderboard"]:
+    for command in COMMANDS:
         assert command in out
     assert "mlcbench run benchmarks/quickstart.yaml --dry-run" in out
 
 
-@pytest.mark.parametrize("command", ["run", "plugins", "leaderboard"])
+COMMANDS = ["run", "plugins", "leaderboard", "data", "evaluate", "explain", "submit", "tune"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
     with pytest.raises(SystemExit) as caught:
         main([command, "--help"])
     assert caught.value.code == 0
-    assert capsys.readouterr().out.startswith(f"usage: mlcbench {command}")
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: mlcbench {command}")
+    assert "example" in out  # every command shows how it is called
 
 
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
