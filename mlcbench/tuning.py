@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from mlcbench.data import MultiLabelDataset
     from mlcbench.grid import ResolvedPlugin
     from mlcbench.plugin_manager import Plugins
-    from mlcbench.spec import BenchmarkSpec, LossSpec, SearchRange, TuneConfig
+    from mlcbench.spec import BenchmarkSpec, LossSpec, SearchRange, TrainConfig, TuneConfig
 
 Echo = Callable[[str], None]
 
@@ -196,6 +196,7 @@ def plan_tuning(spec: BenchmarkSpec, plugins: Plugins) -> TuneProblem:
         seeds=config.seeds,
         reference=(),
         tune=None,
+        train=one_device(spec.train),
     )
     cells = expand(trial_spec, plugins)
     resolved_parts = dict(cells[0].config["loss"]["parts"])
@@ -210,6 +211,15 @@ def plan_tuning(spec: BenchmarkSpec, plugins: Plugins) -> TuneProblem:
     ]
     identity = stable_hash({"cell": cell, "seeds": list(config.seeds), "space": space})
     return TuneProblem(trial_spec, config, cells[0].dataset, kinds, identity)
+
+
+def one_device(train: TrainConfig) -> TrainConfig:
+    """A trial trains in this process on one device, where the optimiser's pruning reports
+    arrive; the spec's devices and strategy are for ``mlcbench run``. Runtime keys only, so
+    the trial's cells keep their ids."""
+    devices = train.devices
+    first: int | str | list[int] = [devices[0]] if isinstance(devices, (list, tuple)) else 1
+    return dataclasses.replace(train, devices=first, strategy="auto", num_nodes=1)
 
 
 def _search_kind(

@@ -67,6 +67,17 @@ def test_a_tune_block_changes_no_cell_id(plugins: Plugins) -> None:
     ]
 
 
+def test_trials_train_on_one_device_whatever_run_uses(plugins: Plugins) -> None:
+    """Pruning reports reach the study from this process only; devices are runtime keys, so
+    the trial's cells keep the ids the spec gives them."""
+    several = {**TINY, "train": {**TINY["train"], "devices": [2, 3], "strategy": "ddp"}}
+    problem = plan_tuning(parse_spec(several), plugins)
+    train = problem.spec.train
+    assert (train.devices, train.strategy, train.num_nodes) == ([2], "auto", 1)
+    spec_ids = {cell.id for cell in expand(parse_spec(several), plugins)}
+    assert {cell.id for cell in expand(problem.spec, plugins)} <= spec_ids
+
+
 def test_the_example_spec_plans_and_keeps_the_quickstart_cell_ids(plugins: Plugins) -> None:
     from conftest import QUICKSTART, REPO
 
