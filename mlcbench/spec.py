@@ -125,7 +125,7 @@ class TrainConfig:
     devices: int | str | list[int] = "auto"
     #: Runtime: Lightning strategy for a cell on several devices, e.g. ``ddp``; ``auto`` lets
     #: Lightning choose. A cell launches its other processes by spawning (see
-    #: ``training.lightning_strategy``), ``batch_size`` is per process.
+    #: ``distributed.lightning_strategy``), ``batch_size`` is per process.
     strategy: str = "auto"
     #: Runtime: machines one cell trains on (each started by the cluster's launcher).
     num_nodes: int = 1
