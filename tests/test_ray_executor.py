@@ -16,11 +16,12 @@ pytest.importorskip("ray", reason="the Ray executor is an optional extra: mlcben
 
 SPEC = {
     "name": "onray",
-    "datasets": [tiny_negdigits(192, 64)],
+    # Enough images that each cell trains for seconds: longer than Ray takes to start a task.
+    "datasets": [tiny_negdigits(1536, 64)],
     "backbones": [TINY_SMALLCNN],
     "losses": ["bce", "focal+any_class"],
     "seeds": [0],
-    "train": {"epochs": 3, "batch_size": 32},
+    "train": {"epochs": 4, "batch_size": 32},
 }
 
 
