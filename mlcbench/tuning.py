@@ -53,7 +53,8 @@ if TYPE_CHECKING:
     from mlcbench.data import MultiLabelDataset
     from mlcbench.grid import ResolvedPlugin
     from mlcbench.plugin_manager import Plugins
-    from mlcbench.spec import BenchmarkSpec, LossSpec, SearchRange, TrainConfig, TuneConfig
+    from mlcbench.spec import BenchmarkSpec, LossSpec, TrainConfig
+    from mlcbench.tune_spec import SearchRange, TuneConfig
 
 Echo = Callable[[str], None]
 
@@ -278,7 +279,7 @@ def suggest(trial: optuna.Trial, problem: TuneProblem) -> dict[str, Any]:
 
 def loss_with(loss: LossSpec, space: Sequence[SearchRange], values: Mapping[str, Any]) -> LossSpec:
     """``loss`` with the searched options set to ``values`` (by searched name)."""
-    from mlcbench.spec import CLASS_BALANCE
+    from mlcbench.tune_spec import CLASS_BALANCE
 
     parts = tuple(
         dataclasses.replace(
