@@ -34,8 +34,13 @@ class ResolvedPlugin:
 
     def config(self) -> dict[str, Any]:
         """Name and options as they identify the plugin: an option that came from a
-        ``${VARIABLE}`` (a data folder, say) is stated as written, not as expanded here."""
-        options = {name: self.spec.written.get(name, value) for name, value in self.options.items()}
+        ``${VARIABLE}`` (a data folder, say) is stated as written, not as expanded here, and
+        the plugin's runtime options (a dataset's ``cache``) are left out."""
+        options = {
+            name: self.spec.written.get(name, value)
+            for name, value in self.options.items()
+            if name not in self.entry.runtime_options
+        }
         return {"name": self.spec.name, "options": options}
 
     @property

@@ -23,7 +23,9 @@ LossRole = Literal["base", "auxiliary"]
 
 
 class RegisterDataset(Protocol):
-    def __call__(self, name: str, factory: Callable[..., Any]) -> None: ...
+    def __call__(
+        self, name: str, factory: Callable[..., Any], *, runtime_options: Iterable[str] = ()
+    ) -> None: ...
 
 
 class RegisterBackbone(Protocol):
@@ -42,10 +44,12 @@ class RegisterLoss(Protocol):
 
 @hookspec
 def mlcbench_register_datasets(register: RegisterDataset) -> None:
-    """Register dataset factories: ``register(name, factory)``.
+    """Register dataset factories: ``register(name, factory, runtime_options=())``.
 
     ``factory(**options)`` returns a :class:`mlcbench.data.MultiLabelDataset` whose splits
     ``train``, ``val`` and ``test`` hold image ids, 0/1 labels and uint8 images.
+    ``runtime_options`` names the options that change how fast the data loads, never what it
+    holds (e.g. ``cache``): they stay out of cell ids, so switching one keeps every result.
     """
 
 

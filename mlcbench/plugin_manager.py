@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import inspect
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class PluginEntry:
     role: str = ""
     #: For a family (``timm/*``): lists the variant names it knows.
     variants: Callable[[], Iterable[str]] | None = None
+    #: For datasets: options that change speed, not data; never part of a cell id.
+    runtime_options: frozenset[str] = frozenset()
 
     @property
     def summary(self) -> str:
@@ -212,8 +215,17 @@ def _collect(
             raise PluginError(f"registers {entry.name!r} twice")
         staged.append((kind, entry))
 
-    def register_dataset(name: str, factory: Callable[..., Any]) -> None:
-        add("dataset", PluginEntry(name, factory, provider))
+    def register_dataset(
+        name: str, factory: Callable[..., Any], *, runtime_options: Iterable[str] = ()
+    ) -> None:
+        runtime = frozenset(runtime_options)
+        accepted = set(inspect.signature(factory).parameters) if callable(factory) else set()
+        if not runtime <= accepted:
+            raise PluginError(
+                f"dataset {name!r}: runtime_options {sorted(runtime - accepted)} are not "
+                "options of its factory"
+            )
+        add("dataset", PluginEntry(name, factory, provider, runtime_options=runtime))
 
     def register_backbone(
         name: str,

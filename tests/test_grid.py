@@ -319,3 +319,43 @@ def test_data_folders_from_variables_leave_cell_ids_alone() -> None:
     assert here[0].config["dataset"]["options"] == {"root": "${DATA}/set", "size": 8}
     moved = expand(parse_spec({**raw, "datasets": [{"name": "folders", "root": "/x"}]}), plugins)
     assert moved[0].id != here[0].id  # a literal path is part of the identity
+
+
+def test_runtime_options_of_a_dataset_leave_cell_ids_alone(plugins: Plugins) -> None:
+    """Switching the decoded-image cache keeps every result; skipping images does not."""
+    from mlcbench.spec import parse_spec
+
+    def ids(**options: Any) -> list[str]:
+        raw = {
+            "name": "cached",
+            "datasets": [
+                {"name": "coco", "annotations": "/data/a", "images": "/data/i", **options}
+            ],
+            "backbones": ["smallcnn"],
+            "losses": ["bce"],
+        }
+        return [cell.id for cell in expand(parse_spec(raw), plugins)]
+
+    assert plugins.datasets.get("coco").runtime_options == frozenset({"cache"})
+    assert ids(cache=True) == ids(cache=False) == ids()
+    assert ids(skip_unreadable=True) != ids()
+
+
+def test_a_runtime_option_the_factory_lacks_is_a_plugin_error() -> None:
+    import types
+
+    from mlcbench.hookspecs import hookimpl
+    from mlcbench.plugin_manager import Provider, load_plugins
+
+    def dataset(*, root: str) -> None:
+        """A dataset without a cache."""
+
+    module = types.SimpleNamespace(
+        mlcbench_register_datasets=hookimpl(
+            lambda register: register("nocache", dataset, runtime_options=["cache"])
+        )
+    )
+    plugins = load_plugins([(module, Provider("nocache", "nocache-dist", "1.0"))])
+    assert "nocache" not in plugins.datasets
+    (failure,) = [f for f in plugins.failures if f.provider.distribution == "nocache-dist"]
+    assert "runtime_options ['cache'] are not options of its factory" in failure.error

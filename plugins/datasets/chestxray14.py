@@ -37,7 +37,7 @@ OFFICIAL_LISTS = {"train_val": "train_val_list.txt", "test": "test_list.txt"}
 
 @hookimpl
 def mlcbench_register_datasets(register: RegisterDataset) -> None:
-    register(NAME, chestxray14)
+    register(NAME, chestxray14, runtime_options=common.RUNTIME_OPTIONS)
 
 
 def chestxray14(

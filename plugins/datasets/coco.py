@@ -34,7 +34,7 @@ STD = (0.233, 0.228, 0.231)
 
 @hookimpl
 def mlcbench_register_datasets(register: RegisterDataset) -> None:
-    register(NAME, coco)
+    register(NAME, coco, runtime_options=common.RUNTIME_OPTIONS)
 
 
 def coco(

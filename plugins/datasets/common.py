@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 Augmentation = Literal["hflip", "color_jitter", "rotate5"]
 #: Smallest image side accepted: below it no backbone is meaningful.
 MIN_IMAGE_SIZE = 8
+#: Options of every file-backed dataset that change loading speed, not the data: a cell's id
+#: leaves them out, so switching the cache on or off keeps every result.
+RUNTIME_OPTIONS = ("cache",)
 ONES = frozenset({"1", "1.0", "True", "true"})
 ZEROS = frozenset({"0", "0.0", "False", "false"})
 

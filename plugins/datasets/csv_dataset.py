@@ -39,7 +39,7 @@ SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "v
 
 @hookimpl
 def mlcbench_register_datasets(register: RegisterDataset) -> None:
-    register(NAME, csv_dataset)
+    register(NAME, csv_dataset, runtime_options=common.RUNTIME_OPTIONS)
 
 
 def csv_dataset(

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 @hookimpl
 def mlcbench_register_datasets(register: RegisterDataset) -> None:
-    register(NAME, sewerml)
+    register(NAME, sewerml, runtime_options=common.RUNTIME_OPTIONS)
 
 
 def sewerml(
