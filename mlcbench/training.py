@@ -28,6 +28,7 @@ from mlcbench.data import MultiLabelDataset
 from mlcbench.distributed import EvaluationSampler, lightning_strategy, process_count
 from mlcbench.errors import MlcbenchError
 from mlcbench.spec import TrainConfig
+from mlcbench.training_log import FlushLogs, keep_log_rows_through
 from mlcbench.validation_metric import MultiLabelAveragePrecision
 
 MONITOR = "val/map"
@@ -341,7 +342,7 @@ def make_trainer(
         precision=runtime.precision,  # type: ignore[arg-type]
         max_epochs=train.epochs,
         gradient_clip_val=train.gradient_clip,
-        callbacks=[checkpoints, RandomStates(), *callbacks],
+        callbacks=[checkpoints, RandomStates(), FlushLogs(), *callbacks],
         logger=[CSVLogger(cell_dir, name="logs", version=""), *loggers],
         enable_progress_bar=progress,
         enable_model_summary=False,
@@ -361,18 +362,26 @@ def make_loaders(
     }
 
 
-def resumable_checkpoint(folder: Path) -> Path | None:
+@dataclass(frozen=True)
+class Resume:
+    """Where an interrupted cell picks up: its last checkpoint, saved after ``epoch``."""
+
+    checkpoint: Path
+    epoch: int
+
+
+def resumable_checkpoint(folder: Path) -> Resume | None:
     """The last checkpoint of an interrupted run, if it loads; a checkpoint cut short by a
     crash is discarded with its folder and the cell starts over."""
     last = folder / "last.ckpt"
     if not last.is_file():
         return None
     try:
-        torch.load(last, map_location="cpu", weights_only=True)
+        state = torch.load(last, map_location="cpu", weights_only=True)
     except Exception:
         shutil.rmtree(folder, ignore_errors=True)
         return None
-    return last
+    return Resume(last, int(state.get("epoch", -1)))
 
 
 def train_and_predict(
@@ -388,16 +397,19 @@ def train_and_predict(
 ) -> TrainedCell:
     """Fit, keep the checkpoint with the best validation mAP, predict val and test with it.
     ``callbacks`` join the trainer's own (a tuning study's pruner, for one)."""
+    resume = resumable_checkpoint(cell_dir / "checkpoints")
     trainer, checkpoints = make_trainer(
         train, runtime, cell_dir, progress=progress, loggers=loggers, callbacks=callbacks
     )
+    if resume is not None:
+        keep_log_rows_through(trainer, resume.epoch)
     loaders = make_loaders(dataset, runtime, train.batch_size)
     # An interrupted cell resumes from its last epoch; weights_only: a checkpoint is data.
     trainer.fit(
         module,
         loaders["train"],
         loaders["val"],
-        ckpt_path=resumable_checkpoint(cell_dir / "checkpoints"),
+        ckpt_path=None if resume is None else resume.checkpoint,
         weights_only=True,
     )
     best_path = checkpoints.best_model_path

@@ -3,6 +3,7 @@ on the same directory, without losing or duplicating a result."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import random
@@ -84,6 +85,16 @@ def start(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def validation_log(out: Path) -> dict[str, list[tuple[str, str]]]:
+    """Per cell, the (epoch, val mAP) rows of its CSV training log."""
+    table = {}
+    for path in sorted(out.glob("cells/*/logs/metrics.csv")):
+        with path.open(newline="") as stream:
+            rows = [(r["epoch"], r["val/map"]) for r in csv.DictReader(stream) if r.get("val/map")]
+        table[path.parent.parent.name] = rows
+    return table
+
+
 def results(out: Path) -> dict[str, bytes]:
     return {
         path.parent.name: path.read_bytes() for path in sorted(out.glob("cells/*/scores_test.csv"))
@@ -127,6 +138,8 @@ def test_sigkill_at_random_moments_then_a_rerun_equals_an_uninterrupted_run(
     resumed |= "resuming from its last checkpoint" in final.stdout
     assert resumed, "no run resumed a cell from its checkpoint; the test did not test resume"
     assert results(out) == results(reference)
+    # A resumed cell kept the log rows of the epochs before its checkpoint.
+    assert validation_log(out) == validation_log(reference)
     assert (out / "leaderboards" / "faults.md").read_bytes() == (
         reference / "leaderboards" / "faults.md"
     ).read_bytes()
