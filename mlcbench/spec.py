@@ -537,8 +537,13 @@ def parse_train(raw: Any) -> TrainConfig:
     for key in ("lr", "weight_decay", "min_lr", "warmup_epochs", "momentum"):
         if key in values and values[key] < 0:
             raise SpecError(f"train.{key}: must not be negative, got {values[key]}")
-    if isinstance(values.get("devices"), list):
-        values["devices"] = tuple(values["devices"])
+    devices = values.get("devices")
+    if isinstance(devices, int) and not (devices >= 1 or devices == -1):
+        raise SpecError(f"train.devices: a count of at least 1 (or -1 for all), got {devices}")
+    if isinstance(devices, list):
+        if not devices or any(not isinstance(d, int) or d < 0 for d in devices):
+            raise SpecError(f"train.devices: a list of device indices (0, 1, …), got {devices}")
+        values["devices"] = tuple(devices)
     if values.get("strategy", "auto") != "auto":
         _check_strategy(values["strategy"])
     return TrainConfig(**values)

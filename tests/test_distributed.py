@@ -73,6 +73,9 @@ def test_a_strategy_typo_fails_naming_the_closest_lightning_strategy():
         parse_train({"strategy": "dpp"})
     with pytest.raises(SpecError, match=r"train\.num_nodes: must be at least 1"):
         parse_train({"num_nodes": 0})
+    for devices in (0, -2, [], [0, -1]):
+        with pytest.raises(SpecError, match=r"train\.devices: "):
+            parse_train({"devices": devices})
 
 
 def _spec(**train: object) -> dict[str, object]:
