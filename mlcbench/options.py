@@ -106,6 +106,15 @@ def unknown_key_error(key: str, known: Sequence[str], where: str, what: str = "k
     return SpecError(f"{where}: unknown {what} {key!r}{hint} (known: {listing})")
 
 
+def reject_unknown_keys(
+    raw: Mapping[Any, Any], known: Sequence[str], where: str, what: str = "key"
+) -> None:
+    """Fail on the first key of ``raw`` that is not ``known``, with the closest match."""
+    for key in raw:
+        if key not in known:
+            raise unknown_key_error(str(key), known, where, what)
+
+
 def option_parameters(factory: Callable[..., Any]) -> list[inspect.Parameter]:
     """The parameters a plugin factory takes from a spec, annotations resolved."""
     try:

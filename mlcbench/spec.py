@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from mlcbench.errors import SpecError
-from mlcbench.options import coerce, unknown_key_error
+from mlcbench.options import coerce, reject_unknown_keys, unknown_key_error
 
 if TYPE_CHECKING:
     from mlcbench.tune_spec import TuneConfig
@@ -288,9 +288,7 @@ def parse_spec(
         "logging",
         "tune",
     )
-    for key in raw:
-        if key not in known:
-            raise unknown_key_error(str(key), known, "spec", "key")
+    reject_unknown_keys(raw, known, "spec")
     for key in ("name", "datasets", "backbones", "losses"):
         if key not in raw:
             raise SpecError(f"{key}: missing; every spec needs name, datasets, backbones, losses")
@@ -364,9 +362,7 @@ def parse_logging(raw: Any) -> LoggingConfig:
         raise SpecError(
             f"logging: expected a mapping such as {{wandb: {{project: x}}}}, got {raw!r}"
         )
-    for key in raw:
-        if key != "wandb":
-            raise unknown_key_error(str(key), ["wandb"], "logging", "logger")
+    reject_unknown_keys(raw, ["wandb"], "logging", "logger")
     wandb = raw.get("wandb")
     return LoggingConfig(
         None if wandb is None else _dataclass_from(WandbConfig, wandb, "logging.wandb")
@@ -463,9 +459,7 @@ def _reference_block(raw: Any, where: str, datasets: tuple[PluginSpec, ...]) -> 
     if not isinstance(raw, Mapping):
         raise SpecError(f"{where}: expected a mapping with source and rows, got {raw!r}")
     known = ("source", "split", "threshold", "note", "rows")
-    for key in raw:
-        if key not in known:
-            raise unknown_key_error(str(key), known, where, "key")
+    reject_unknown_keys(raw, known, where)
     for key in ("source", "rows"):
         if key not in raw:
             raise SpecError(f"{where}: missing {key!r}; a reference needs source and rows")
@@ -502,9 +496,7 @@ def _reference_row(raw: Any, where: str, dataset_names: list[str]) -> ReferenceR
     if not isinstance(raw, Mapping):
         raise SpecError(f"{where}: expected a mapping with dataset, backbone, loss, metrics")
     known = ("dataset", "backbone", "loss", *REFERENCE_METRICS)
-    for key in raw:
-        if key not in known:
-            raise unknown_key_error(str(key), known, where, "key")
+    reject_unknown_keys(raw, known, where)
     texts = {}
     for key in ("dataset", "backbone", "loss"):
         if key not in raw:

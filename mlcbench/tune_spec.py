@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlcbench.errors import SpecError
-from mlcbench.options import coerce, unknown_key_error
+from mlcbench.options import coerce, reject_unknown_keys, unknown_key_error
 from mlcbench.spec import (
     MAX_SEED,
     LossSpec,
@@ -105,9 +105,7 @@ def parse_tune(
         "sampler_startup_trials",
         "pruner",
     )
-    for key in raw:
-        if key not in known:
-            raise unknown_key_error(str(key), known, "tune", "key")
+    reject_unknown_keys(raw, known, "tune")
     if "space" not in raw:
         raise SpecError(
             "tune: missing 'space', e.g. "
