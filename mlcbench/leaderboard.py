@@ -315,7 +315,7 @@ Rows = dict[RowKey, tuple[int, list[tuple[float, float | None]]]]
 def columns_for(runs: Sequence[dict[str, Any]]) -> tuple[Column, ...]:
     """The table's columns: CIW-F2 joins where every run of the dataset scored it."""
     if runs and all(run[SPLIT]["threshold_0.5"].get("ciw_f2") is not None for run in runs):
-        index = COLUMNS.index(next(c for c in COLUMNS if c.metric == "macro_f2")) + 1
+        index = [c.metric for c in COLUMNS].index("macro_f2") + 1
         return (*COLUMNS[:index], CIW_F2, *COLUMNS[index:])
     return COLUMNS
 
